@@ -1,0 +1,77 @@
+# phiforge build.  `make` -> build/libphiforge.a + build/phiforge;  `make test`;  `make SANITIZE=1 test`
+# Every src/**/*.c is part of the library except src/cli (the command-line tool).
+# Files named *_avx2.c are compiled with AVX2/FMA/F16C enabled and only called after a CPUID check.
+
+CC      ?= cc
+MODE    := $(if $(filter 1,$(SANITIZE)),san,rel)
+OBJDIR  := build/obj-$(MODE)
+CSTD    := -std=c11 -D_GNU_SOURCE
+WARN    := -Wall -Wextra -Werror -Wshadow -Wno-unused-parameter
+ifeq ($(MODE),san)
+  OPT   := -O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize-recover=undefined
+  LDSAN := -fsanitize=address,undefined
+else
+  OPT   := -O2 -g
+  LDSAN :=
+endif
+CFLAGS_ALL = $(CSTD) $(WARN) $(OPT) -Iinclude -Isrc -pthread $(CFLAGS)
+AVX2FLAGS := -mavx2 -mfma -mf16c
+LDLIBS  := -lm -lpthread
+
+LIB_SRC  := $(shell find src -name '*.c' -not -path 'src/cli/*' | sort)
+CLI_SRC  := $(shell find src/cli -name '*.c' | sort)
+TEST_SRC := $(sort $(wildcard tests/test_*.c))
+TEST_UTIL:= $(filter-out $(TEST_SRC),$(wildcard tests/*.c))
+LIB_OBJ  := $(LIB_SRC:%.c=$(OBJDIR)/%.o)
+CLI_OBJ  := $(CLI_SRC:%.c=$(OBJDIR)/%.o)
+TEST_BIN := $(TEST_SRC:tests/%.c=build/tests/%)
+TEST_UTIL_OBJ := $(TEST_UTIL:%.c=$(OBJDIR)/%.o)
+
+.PHONY: all test bench fuzz fuzz-run clean
+all: build/libphiforge.a build/phiforge
+
+# Remember the last mode so switching SANITIZE relinks the outputs.
+build/.mode-$(MODE):
+	@mkdir -p build && rm -f build/.mode-* && touch $@
+
+$(OBJDIR)/%_avx2.o: %_avx2.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS_ALL) $(AVX2FLAGS) -MMD -MP -c $< -o $@
+
+$(OBJDIR)/%.o: %.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS_ALL) -MMD -MP -c $< -o $@
+
+build/libphiforge.a: $(LIB_OBJ) build/.mode-$(MODE)
+	@rm -f $@
+	ar rcs $@ $(LIB_OBJ)
+
+build/phiforge: $(CLI_OBJ) build/libphiforge.a
+	$(CC) $(LDSAN) -pthread -o $@ $(CLI_OBJ) build/libphiforge.a $(LDLIBS)
+
+build/tests/%: $(OBJDIR)/tests/%.o $(TEST_UTIL_OBJ) build/libphiforge.a
+	@mkdir -p build/tests
+	$(CC) $(LDSAN) -pthread -o $@ $< $(TEST_UTIL_OBJ) build/libphiforge.a $(LDLIBS)
+
+test: all $(TEST_BIN)
+	@bash tests/run.sh $(TEST_BIN)
+
+bench: build/phiforge
+	./build/phiforge bench-kernels
+
+# libFuzzer target for the GGUF reader (needs clang). FUZZ_SECONDS bounds a run.
+FUZZ_SECONDS ?= 60
+build/fuzz/fuzz_gguf: fuzz/fuzz_gguf.c $(LIB_SRC)
+	@mkdir -p build/fuzz
+	clang $(CSTD) -g -O1 -Iinclude -Isrc -pthread -fsanitize=fuzzer,address,undefined \
+	  -mavx2 -mfma -mf16c -o $@ fuzz/fuzz_gguf.c $(LIB_SRC) $(LDLIBS)
+fuzz: build/fuzz/fuzz_gguf
+fuzz-run: build/fuzz/fuzz_gguf
+	@mkdir -p build/fuzz/corpus && cp -n tests/data/*.gguf build/fuzz/corpus/ 2>/dev/null || true
+	./build/fuzz/fuzz_gguf -max_total_time=$(FUZZ_SECONDS) -max_len=65536 -rss_limit_mb=2048 \
+	  build/fuzz/corpus fuzz/seeds
+
+clean:
+	rm -rf build
+
+-include $(LIB_OBJ:.o=.d) $(CLI_OBJ:.o=.d) $(TEST_SRC:tests/%.c=$(OBJDIR)/tests/%.d)

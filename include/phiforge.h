@@ -1,0 +1,296 @@
+/*
+ * phiforge — make a Phi-3 model an expert of one industry (RAG + LoRA/QLoRA), in C11.
+ *
+ * Public API of libphiforge. Conventions:
+ *   - Every fallible call returns PF_OK (0) or a negative pf_status and, when `err` is not
+ *     NULL, fills it with a message that names the file / offset / field at fault.
+ *   - The library never exits, aborts or keeps global mutable state; all state lives in the
+ *     objects the caller creates.
+ *   - Tensor shapes follow GGUF: ne[0] is the fastest-varying dimension (row length).
+ */
+#ifndef PHIFORGE_H
+#define PHIFORGE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define PF_VERSION "0.1.0"
+
+/* ------------------------------------------------------------------------------------------ */
+/* Errors                                                                                       */
+/* ------------------------------------------------------------------------------------------ */
+
+typedef enum pf_status {
+    PF_OK = 0,
+    PF_ERR_IO = -1,          /* open/read/write/mmap failed                                  */
+    PF_ERR_FORMAT = -2,      /* input is malformed (truncated, hostile, inconsistent)         */
+    PF_ERR_NOMEM = -3,       /* allocation failed                                             */
+    PF_ERR_ARG = -4,         /* caller passed an invalid argument                             */
+    PF_ERR_UNSUPPORTED = -5, /* valid input that this build cannot handle (unknown type, ...) */
+    PF_ERR_NOT_FOUND = -6,   /* a named key / tensor / file does not exist                    */
+} pf_status;
+
+typedef struct pf_error {
+    int code;       /* last pf_status set, PF_OK when nothing failed */
+    char msg[512];  /* human-readable reason, "" when code == PF_OK  */
+} pf_error;
+
+/* Fills `err` (may be NULL) with code and printf-style message; returns `code`. */
+int pf_error_set(pf_error *err, int code, const char *fmt, ...)
+#if defined(__GNUC__)
+    __attribute__((format(printf, 3, 4)))
+#endif
+    ;
+void pf_error_clear(pf_error *err);
+const char *pf_status_str(int code);
+
+/* ------------------------------------------------------------------------------------------ */
+/* Half-precision helpers                                                                       */
+/* ------------------------------------------------------------------------------------------ */
+
+float pf_fp16_to_fp32(uint16_t h);
+uint16_t pf_fp32_to_fp16(float f);   /* round to nearest even, like F16C / numpy  */
+float pf_bf16_to_fp32(uint16_t h);
+uint16_t pf_fp32_to_bf16(float f);   /* round to nearest even, NaN kept quiet     */
+
+/* ------------------------------------------------------------------------------------------ */
+/* Tensor types (ids are ggml's, as stored in GGUF)                                             */
+/* ------------------------------------------------------------------------------------------ */
+
+typedef enum pf_type {
+    PF_TYPE_F32 = 0,
+    PF_TYPE_F16 = 1,
+    PF_TYPE_Q4_0 = 2,
+    PF_TYPE_Q4_1 = 3,
+    PF_TYPE_Q5_0 = 6,
+    PF_TYPE_Q5_1 = 7,
+    PF_TYPE_Q8_0 = 8,
+    PF_TYPE_Q8_1 = 9,   /* activations only (vec_dot partner of Q4_1 / Q5_1) */
+    PF_TYPE_Q2_K = 10,
+    PF_TYPE_Q3_K = 11,
+    PF_TYPE_Q4_K = 12,
+    PF_TYPE_Q5_K = 13,
+    PF_TYPE_Q6_K = 14,
+    PF_TYPE_Q8_K = 15,  /* activations only (vec_dot partner of the K-quants) */
+    PF_TYPE_IQ4_NL = 20,
+    PF_TYPE_BF16 = 30,
+    PF_TYPE_COUNT = 31  /* size of per-type tables; not every id below it is a type */
+} pf_type;
+
+/* dst/src are whole blocks; n is a multiple of the type's block size. */
+typedef void (*pf_to_float_fn)(const void *src, float *dst, int64_t n);
+typedef void (*pf_from_float_fn)(const float *src, void *dst, int64_t n);
+/* *s = dot(x, y) over n elements; x is a row of the weight type, y a row of its vec_dot_type. */
+typedef void (*pf_vec_dot_fn)(int64_t n, float *s, const void *x, const void *y);
+
+typedef struct pf_type_traits {
+    const char *name;           /* "Q4_K", as ggml and llama.cpp spell it                  */
+    int64_t block_size;         /* elements per block                                      */
+    size_t type_size;           /* bytes per block                                         */
+    bool is_quantized;
+    bool is_weight;             /* false for activation-only formats (Q8_1, Q8_K)          */
+    pf_type vec_dot_type;       /* format the activations are converted to for vec_dot     */
+    pf_to_float_fn to_float;    /* dequantize (exact, matches ggml bit for bit)            */
+    pf_from_float_fn from_float;/* reference quantizer                                     */
+    pf_vec_dot_fn vec_dot;      /* scalar reference dot product                            */
+} pf_type_traits;
+
+/* NULL when `t` is not a type this build knows. */
+const pf_type_traits *pf_type_get(pf_type t);
+/* "Q4_K" for a known type, "UNKNOWN" otherwise. */
+const char *pf_type_name(pf_type t);
+/* Case-insensitive lookup of a type name; PF_ERR_NOT_FOUND when unknown. */
+int pf_type_from_name(const char *name, pf_type *out);
+/* Bytes of one row of ne0 elements (ne0 must be a multiple of the block size). */
+size_t pf_row_size(pf_type t, int64_t ne0);
+
+/* ------------------------------------------------------------------------------------------ */
+/* GGUF container (v2 and v3, little-endian)                                                    */
+/* ------------------------------------------------------------------------------------------ */
+
+typedef enum pf_gguf_type {
+    PF_GGUF_UINT8 = 0,
+    PF_GGUF_INT8 = 1,
+    PF_GGUF_UINT16 = 2,
+    PF_GGUF_INT16 = 3,
+    PF_GGUF_UINT32 = 4,
+    PF_GGUF_INT32 = 5,
+    PF_GGUF_FLOAT32 = 6,
+    PF_GGUF_BOOL = 7,
+    PF_GGUF_STRING = 8,
+    PF_GGUF_ARRAY = 9,
+    PF_GGUF_UINT64 = 10,
+    PF_GGUF_INT64 = 11,
+    PF_GGUF_FLOAT64 = 12,
+    PF_GGUF_TYPE_COUNT = 13
+} pf_gguf_type;
+
+/* A metadata value. Strings are NUL-terminated copies owned by the pf_gguf (or writer). */
+typedef struct pf_gguf_value {
+    pf_gguf_type type;
+    union {
+        uint64_t u;   /* UINT8/16/32/64, BOOL (0/1)  */
+        int64_t i;    /* INT8/16/32/64               */
+        double f;     /* FLOAT32/FLOAT64             */
+        struct { const char *ptr; uint64_t len; } str;
+        struct {
+            pf_gguf_type type;                  /* element type                             */
+            uint64_t n;                         /* element count                            */
+            const void *data;                   /* scalar elements: packed little-endian,    */
+                                                /* n * pf_gguf_type_size(type) bytes         */
+            const struct pf_gguf_value *items;  /* STRING / ARRAY elements (n of them)       */
+        } arr;
+    } v;
+} pf_gguf_value;
+
+/* Size in bytes of a scalar value type; 0 for STRING / ARRAY / unknown. */
+size_t pf_gguf_type_size(pf_gguf_type t);
+const char *pf_gguf_type_name(pf_gguf_type t);
+
+typedef struct pf_tensor_info {
+    const char *name;     /* NUL-terminated                                           */
+    uint32_t n_dims;      /* 1..4                                                     */
+    int64_t ne[4];        /* unused dims are 1                                        */
+    pf_type type;
+    uint64_t offset;      /* relative to the start of the data section                */
+    size_t nbytes;
+    const void *data;     /* points into the read-only mapping; never copied          */
+} pf_tensor_info;
+
+typedef struct pf_gguf pf_gguf;
+
+/* Opens and validates a GGUF file, mapping it read-only. */
+int pf_gguf_open(const char *path, pf_gguf **out, pf_error *err);
+/* Same, over a caller-owned buffer that must outlive the handle (used by fuzzing and tests). */
+int pf_gguf_open_memory(const void *data, size_t size, pf_gguf **out, pf_error *err);
+void pf_gguf_close(pf_gguf *g);
+
+uint32_t pf_gguf_version(const pf_gguf *g);
+size_t pf_gguf_alignment(const pf_gguf *g);
+size_t pf_gguf_data_offset(const pf_gguf *g);  /* file offset of the tensor data section */
+size_t pf_gguf_file_size(const pf_gguf *g);
+const char *pf_gguf_path(const pf_gguf *g);    /* "<memory>" for open_memory            */
+
+int64_t pf_gguf_n_kv(const pf_gguf *g);
+const char *pf_gguf_key(const pf_gguf *g, int64_t i);
+const pf_gguf_value *pf_gguf_value_at(const pf_gguf *g, int64_t i);
+int64_t pf_gguf_find_key(const pf_gguf *g, const char *key);          /* -1 if absent */
+const pf_gguf_value *pf_gguf_get(const pf_gguf *g, const char *key);  /* NULL if absent */
+
+/* Typed getters: PF_ERR_NOT_FOUND when the key is absent, PF_ERR_FORMAT when its type does not
+ * convert (any integer type converts to int64 if in range; FLOAT32/64 to double). */
+int pf_gguf_get_int(const pf_gguf *g, const char *key, int64_t *out, pf_error *err);
+int pf_gguf_get_float(const pf_gguf *g, const char *key, double *out, pf_error *err);
+int pf_gguf_get_bool(const pf_gguf *g, const char *key, bool *out, pf_error *err);
+int pf_gguf_get_str(const pf_gguf *g, const char *key, const char **out, pf_error *err);
+
+int64_t pf_gguf_n_tensors(const pf_gguf *g);
+const pf_tensor_info *pf_gguf_tensor(const pf_gguf *g, int64_t i);
+int64_t pf_gguf_find_tensor(const pf_gguf *g, const char *name);      /* -1 if absent */
+int64_t pf_tensor_nelements(const pf_tensor_info *t);
+
+/* Writer: collects key/values and tensors, then writes the file in one pass (to PATH.tmp,
+ * fsync, rename), laid out as the reference writer does (tensors in insertion order, each
+ * padded to the alignment), so that reading a file and re-adding everything in order
+ * reproduces it byte for byte. */
+typedef struct pf_gguf_writer pf_gguf_writer;
+
+int pf_gguf_writer_create(pf_gguf_writer **out, pf_error *err);
+void pf_gguf_writer_free(pf_gguf_writer *w);
+int pf_gguf_writer_set_version(pf_gguf_writer *w, uint32_t version, pf_error *err); /* 2 or 3 */
+/* Adds or replaces a key (replacing keeps its position). The value is deep-copied.
+ * `general.alignment` sets the layout alignment (must be a power of two). */
+int pf_gguf_writer_set(pf_gguf_writer *w, const char *key, const pf_gguf_value *v, pf_error *err);
+int pf_gguf_writer_set_u32(pf_gguf_writer *w, const char *key, uint32_t v, pf_error *err);
+int pf_gguf_writer_set_i32(pf_gguf_writer *w, const char *key, int32_t v, pf_error *err);
+int pf_gguf_writer_set_f32(pf_gguf_writer *w, const char *key, float v, pf_error *err);
+int pf_gguf_writer_set_bool(pf_gguf_writer *w, const char *key, bool v, pf_error *err);
+int pf_gguf_writer_set_str(pf_gguf_writer *w, const char *key, const char *v, pf_error *err);
+int pf_gguf_writer_set_arr_str(pf_gguf_writer *w, const char *key, const char *const *v, uint64_t n,
+                               pf_error *err);
+/* Scalar array: `data` holds n packed little-endian elements of `elem_type`. */
+int pf_gguf_writer_set_arr(pf_gguf_writer *w, const char *key, pf_gguf_type elem_type, const void *data,
+                           uint64_t n, pf_error *err);
+int pf_gguf_writer_remove(pf_gguf_writer *w, const char *key);
+/* Copies every key/value of `src`, in order. */
+int pf_gguf_writer_copy_kvs(pf_gguf_writer *w, const pf_gguf *src, pf_error *err);
+/* Adds a tensor; `data` (nbytes = row size * rows) is NOT copied and must stay valid until
+ * pf_gguf_writer_write returns. Pass data = NULL to reserve space and supply the bytes later
+ * through a callback (see below). */
+int pf_gguf_writer_add_tensor(pf_gguf_writer *w, const char *name, pf_type type, uint32_t n_dims,
+                              const int64_t *ne, const void *data, pf_error *err);
+/* Called for tensors added with data == NULL, in order; must fill `dst` with nbytes. */
+typedef int (*pf_gguf_fill_fn)(void *ctx, int64_t tensor_index, void *dst, size_t nbytes, pf_error *err);
+int pf_gguf_writer_write(pf_gguf_writer *w, const char *path, pf_gguf_fill_fn fill, void *fill_ctx,
+                         pf_error *err);
+
+/* ------------------------------------------------------------------------------------------ */
+/* Threads and kernels                                                                          */
+/* ------------------------------------------------------------------------------------------ */
+
+typedef struct pf_pool pf_pool;
+typedef void (*pf_task_fn)(void *ctx, int ith, int nth);
+
+/* A pool of n_threads workers in total (the caller counts as one: n_threads - 1 are spawned).
+ * n_threads <= 0 means "number of online CPUs". */
+int pf_pool_create(int n_threads, pf_pool **out, pf_error *err);
+void pf_pool_free(pf_pool *p);
+int pf_pool_n_threads(const pf_pool *p);
+/* Runs fn(ctx, ith, nth) on every thread (ith = 0..nth-1, the caller runs ith 0) and waits. */
+void pf_pool_run(pf_pool *p, pf_task_fn fn, void *ctx);
+
+typedef enum pf_isa {
+    PF_ISA_AUTO = 0,   /* best available, chosen by CPUID at run time */
+    PF_ISA_SCALAR = 1, /* portable C reference                        */
+    PF_ISA_AVX2 = 2,   /* AVX2 + FMA + F16C                           */
+} pf_isa;
+
+bool pf_cpu_has_avx2(void); /* AVX2 + FMA + F16C, and the OS saves YMM state */
+
+/* One table of kernels per instruction set (immutable, static storage). */
+typedef struct pf_kernels {
+    const char *name;                             /* "scalar", "avx2"                       */
+    pf_isa isa;
+    pf_vec_dot_fn vec_dot[PF_TYPE_COUNT];         /* weight type -> dot with vec_dot_type    */
+    pf_from_float_fn quantize_row[PF_TYPE_COUNT]; /* fast activation quantizers (Q8_0, Q8_1, */
+                                                  /* Q8_K); NULL where none                  */
+    pf_to_float_fn to_float[PF_TYPE_COUNT];       /* fast dequantizers                       */
+} pf_kernels;
+
+/* The kernel table for `isa` (AUTO resolves by CPUID); NULL if the CPU lacks it. */
+const pf_kernels *pf_kernels_get(pf_isa isa);
+
+/* A compute context: a thread pool, a kernel table and scratch memory that grows on demand
+ * and is reused, so steady-state calls do not allocate. Not shareable between threads. */
+typedef struct pf_compute pf_compute;
+
+int pf_compute_create(int n_threads, pf_isa isa, pf_compute **out, pf_error *err);
+void pf_compute_free(pf_compute *c);
+pf_pool *pf_compute_pool(pf_compute *c);
+const pf_kernels *pf_compute_kernels(const pf_compute *c);
+/* Scratch of at least `bytes` (64-byte aligned), valid until the next call; NULL on OOM. */
+void *pf_compute_scratch(pf_compute *c, size_t bytes);
+
+/* Y = X · Wᵀ: W has n_out rows of n_in elements of type wtype (row stride pf_row_size),
+ * X is n_tok × n_in f32 (row stride n_in), Y is n_tok × n_out f32 (row stride n_out).
+ * n_tok == 1 is a matrix × vector product. Rows of W are split across the pool's threads. */
+int pf_matmul(pf_compute *c, const void *w, pf_type wtype, int64_t n_out, int64_t n_in, const float *x,
+              int64_t n_tok, float *y, pf_error *err);
+
+/* Dequantize n_rows rows of a tensor to f32 (multithreaded). */
+int pf_dequantize(pf_compute *c, const void *src, pf_type t, int64_t n_rows, int64_t ne0, float *dst,
+                  pf_error *err);
+
+/* Quantize n_rows rows of f32 to type t with the reference quantizer (multithreaded). */
+int pf_quantize(pf_compute *c, const float *src, pf_type t, int64_t n_rows, int64_t ne0, void *dst,
+                pf_error *err);
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* PHIFORGE_H */

@@ -1,0 +1,47 @@
+/* The phiforge command-line tool: one cmd_<name>.c per command, a shared toolbox here. */
+#ifndef PF_CLI_H
+#define PF_CLI_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#include "phiforge.h"
+
+typedef struct pf_command {
+    const char *name;
+    const char *summary;
+    int (*run)(int argc, char **argv); /* argv[0] is the command name; returns exit status */
+} pf_command;
+
+int cmd_info(int argc, char **argv);
+int cmd_tensor(int argc, char **argv);
+int cmd_quantize(int argc, char **argv);
+int cmd_bench_kernels(int argc, char **argv);
+
+/* Prints "phiforge <cmd>: <message>" to stderr; returns 1 (the exit status for failures). */
+int cli_fail(const char *cmd, const pf_error *err);
+int cli_failf(const char *cmd, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+/* Human-readable byte count ("2.39 GB"). */
+const char *cli_human_bytes(double bytes, char *buf, size_t cap);
+/* "3.82 B", "4.1 M" */
+const char *cli_human_count(double n, char *buf, size_t cap);
+/* "[3072, 9216]" */
+const char *cli_shape(const int64_t *ne, uint32_t n_dims, char *buf, size_t cap);
+
+/* JSON output helpers: write a string literal with escapes. */
+void cli_json_str(FILE *f, const char *s);
+
+/* Progress bar on stderr with rate and ETA; silent when stderr is not a terminal. */
+typedef struct cli_progress {
+    bool tty;
+    const char *label;
+    double total, done, t0, last_draw;
+} cli_progress;
+void cli_progress_start(cli_progress *p, const char *label, double total);
+void cli_progress_update(cli_progress *p, double done, const char *item);
+void cli_progress_finish(cli_progress *p);
+double cli_now(void);
+
+#endif

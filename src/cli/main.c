@@ -1,0 +1,32 @@
+/* phiforge <command> [options] — dispatch to one cmd_<name>.c per command. */
+#include <stdio.h>
+#include <string.h>
+
+#include "cli.h"
+
+static const pf_command commands[] = {
+    {"info", "show a GGUF file's metadata, hyperparameters and tensors", cmd_info},
+    {"tensor", "write one tensor dequantized to raw float32", cmd_tensor},
+    {"quantize", "requantize a model's 2-D weights to another type", cmd_quantize},
+    {"bench-kernels", "benchmark matvec/matmul kernels against memory bandwidth", cmd_bench_kernels},
+};
+
+static void usage(FILE *f) {
+    fprintf(f, "phiforge %s — make a Phi-3 model an expert of your industry (RAG + LoRA)\n\n"
+               "usage: phiforge <command> [options]   (phiforge <command> -h for its options)\n\ncommands:\n",
+            PF_VERSION);
+    for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
+        fprintf(f, "  %-14s %s\n", commands[i].name, commands[i].summary);
+}
+
+int main(int argc, char **argv) {
+    if (argc < 2) { usage(stderr); return 1; }
+    const char *name = argv[1];
+    if (!strcmp(name, "-h") || !strcmp(name, "--help") || !strcmp(name, "help")) { usage(stdout); return 0; }
+    if (!strcmp(name, "--version") || !strcmp(name, "version")) { printf("phiforge %s\n", PF_VERSION); return 0; }
+    for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
+        if (!strcmp(name, commands[i].name)) return commands[i].run(argc - 1, argv + 1);
+    fprintf(stderr, "phiforge: unknown command '%s'\n\n", name);
+    usage(stderr);
+    return 1;
+}

@@ -1,0 +1,52 @@
+/* Internal interface of the compute kernels: the AVX2 entry points (defined in *_avx2.c files,
+ * compiled with -mavx2 -mfma -mf16c, and only ever called after pf_cpu_has_avx2()) and the
+ * pieces shared by compute.c, kernels.c and bench.c. */
+#ifndef PF_KERNELS_INTERNAL_H
+#define PF_KERNELS_INTERNAL_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "phiforge.h"
+
+/* ---- AVX2 vec_dot: *s = dot(x, y), x a row of the weight type, y of its vec_dot_type ---- */
+void pf_avx2_vec_dot_f32_f32(int64_t n, float *s, const void *x, const void *y);
+void pf_avx2_vec_dot_f16_f32(int64_t n, float *s, const void *x, const void *y);
+void pf_avx2_vec_dot_bf16_f32(int64_t n, float *s, const void *x, const void *y);
+void pf_avx2_vec_dot_q4_0_q8_0(int64_t n, float *s, const void *x, const void *y);
+void pf_avx2_vec_dot_q4_1_q8_1(int64_t n, float *s, const void *x, const void *y);
+void pf_avx2_vec_dot_q5_0_q8_0(int64_t n, float *s, const void *x, const void *y);
+void pf_avx2_vec_dot_q5_1_q8_1(int64_t n, float *s, const void *x, const void *y);
+void pf_avx2_vec_dot_q8_0_q8_0(int64_t n, float *s, const void *x, const void *y);
+void pf_avx2_vec_dot_iq4_nl_q8_0(int64_t n, float *s, const void *x, const void *y);
+void pf_avx2_vec_dot_q2_k_q8_k(int64_t n, float *s, const void *x, const void *y);
+void pf_avx2_vec_dot_q3_k_q8_k(int64_t n, float *s, const void *x, const void *y);
+void pf_avx2_vec_dot_q4_k_q8_k(int64_t n, float *s, const void *x, const void *y);
+void pf_avx2_vec_dot_q5_k_q8_k(int64_t n, float *s, const void *x, const void *y);
+void pf_avx2_vec_dot_q6_k_q8_k(int64_t n, float *s, const void *x, const void *y);
+
+/* ---- AVX2 activation quantizers (same bytes as the reference quantizers) ---- */
+void pf_avx2_quant_q8_0(const float *src, void *dst, int64_t n);
+void pf_avx2_quant_q8_1(const float *src, void *dst, int64_t n);
+void pf_avx2_quant_q8_k(const float *src, void *dst, int64_t n);
+
+/* ---- AVX2 dequantizers (bit-identical to the reference) ---- */
+void pf_avx2_dequant_f16(const void *src, float *dst, int64_t n);
+void pf_avx2_dequant_bf16(const void *src, float *dst, int64_t n);
+void pf_avx2_dequant_q4_0(const void *src, float *dst, int64_t n);
+void pf_avx2_dequant_q8_0(const void *src, float *dst, int64_t n);
+void pf_avx2_dequant_q4_k(const void *src, float *dst, int64_t n);
+void pf_avx2_dequant_q6_k(const void *src, float *dst, int64_t n);
+
+/* ---- AVX2 f32 GEMM tile: for r < nr (1..4), t < nt (1..3):
+ *      c[t * ldc + r] = dot(a + r * lda, b + t * ldb) over n elements (any n).            ---- */
+void pf_avx2_gemm_f32_tile(int64_t n, const float *a, int64_t lda, const float *b, int64_t ldb, float *c,
+                           int64_t ldc, int nr, int nt);
+#define PF_GEMM_TILE_ROWS 4
+#define PF_GEMM_TILE_TOKS 3
+
+/* ---- AVX2 multithread-friendly streaming read: returns the sum of n floats (n % 32 == 0,
+ *      p 32-byte aligned); used by the bandwidth benchmark.                                 ---- */
+float pf_avx2_stream_sum(const float *p, size_t n);
+
+#endif

@@ -1,0 +1,10 @@
+/* STUB: placeholder bodies (zeros) until the real implementation lands. */
+#include <string.h>
+#include "quant/quant.h"
+
+void pf_dequant_q4_k(const void *src, float *dst, int64_t n) { (void)src; memset(dst, 0, (size_t)n * sizeof(float)); }
+void pf_quant_q4_k(const float *src, void *dst, int64_t n) { (void)src; (void)dst; (void)n; }
+void pf_vec_dot_q4_k_q8_k(int64_t n, float *s, const void *x, const void *y) { (void)n; (void)x; (void)y; *s = 0.0f; }
+void pf_dequant_q5_k(const void *src, float *dst, int64_t n) { (void)src; memset(dst, 0, (size_t)n * sizeof(float)); }
+void pf_quant_q5_k(const float *src, void *dst, int64_t n) { (void)src; (void)dst; (void)n; }
+void pf_vec_dot_q5_k_q8_k(int64_t n, float *s, const void *x, const void *y) { (void)n; (void)x; (void)y; *s = 0.0f; }

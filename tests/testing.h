@@ -1,0 +1,43 @@
+/* Minimal test harness: CHECK records a pass or a failure (with file:line and a message);
+ * TEST_MAIN ends by printing "N passed, N failed" and returns non-zero on any failure. */
+#ifndef PF_TESTING_H
+#define PF_TESTING_H
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include "phiforge.h"
+
+typedef struct pf_test { int passed, failed; } pf_test;
+
+#define CHECK(T, cond, ...)                                                            \
+    do {                                                                               \
+        if (cond) { (T)->passed++; }                                                   \
+        else {                                                                         \
+            (T)->failed++;                                                             \
+            fprintf(stderr, "FAIL %s:%d: %s: ", __FILE__, __LINE__, #cond);            \
+            fprintf(stderr, __VA_ARGS__);                                              \
+            fputc('\n', stderr);                                                       \
+        }                                                                              \
+    } while (0)
+
+#define TEST_REPORT(T) (printf("%d passed, %d failed\n", (T)->passed, (T)->failed), (T)->failed ? 1 : 0)
+
+/* Test data lives in tests/data (copied from ../shared/golden); big files may be read from
+ * ../shared/golden when present. Both helpers return a malloc'd buffer and its size. */
+void *pf_test_read_file(const char *path, size_t *size);
+/* Returns the first existing path of tests/data/NAME, ../shared/golden/SUBDIR/NAME into buf,
+ * or NULL when neither exists. */
+const char *pf_test_data_path(char *buf, size_t cap, const char *subdir, const char *name);
+
+/* Deterministic xorshift PRNG for test data. */
+typedef struct pf_test_rng { uint64_t s; } pf_test_rng;
+static inline uint64_t pf_test_next(pf_test_rng *r) {
+    r->s ^= r->s << 13; r->s ^= r->s >> 7; r->s ^= r->s << 17; return r->s;
+}
+static inline float pf_test_uniform(pf_test_rng *r) { /* [-1, 1) */
+    return (float)((pf_test_next(r) >> 40) * (1.0 / 8388608.0)) - 1.0f;
+}
+float pf_test_gauss(pf_test_rng *r);
+
+#endif
