@@ -25,8 +25,7 @@ size_t pfg_min_elem_bytes(pf_gguf_type t);
 
 /* Validates a tensor shape and type and computes its byte size, refusing any overflow.
  * On failure returns PF_ERR_FORMAT / PF_ERR_UNSUPPORTED and writes the reason to `why`. */
-int pfg_tensor_nbytes(uint32_t type_id, uint32_t n_dims, const int64_t *ne, size_t *nbytes, char *why,
-                      size_t why_cap);
+int pfg_tensor_nbytes(uint32_t type_id, uint32_t n_dims, const int64_t *ne, size_t *nbytes, char *why, size_t why_cap);
 
 static inline size_t pfg_pad(size_t n, size_t align) { return (n + align - 1) / align * align; }
 static inline int pfg_is_pow2(uint64_t x) { return x != 0 && (x & (x - 1)) == 0; }

@@ -6,18 +6,25 @@
 
 size_t pf_gguf_type_size(pf_gguf_type t) {
     switch (t) {
-    case PF_GGUF_UINT8: case PF_GGUF_INT8: case PF_GGUF_BOOL: return 1;
-    case PF_GGUF_UINT16: case PF_GGUF_INT16: return 2;
-    case PF_GGUF_UINT32: case PF_GGUF_INT32: case PF_GGUF_FLOAT32: return 4;
-    case PF_GGUF_UINT64: case PF_GGUF_INT64: case PF_GGUF_FLOAT64: return 8;
+    case PF_GGUF_UINT8:
+    case PF_GGUF_INT8:
+    case PF_GGUF_BOOL: return 1;
+    case PF_GGUF_UINT16:
+    case PF_GGUF_INT16: return 2;
+    case PF_GGUF_UINT32:
+    case PF_GGUF_INT32:
+    case PF_GGUF_FLOAT32: return 4;
+    case PF_GGUF_UINT64:
+    case PF_GGUF_INT64:
+    case PF_GGUF_FLOAT64: return 8;
     default: return 0;
     }
 }
 
 const char *pf_gguf_type_name(pf_gguf_type t) {
     static const char *const names[PF_GGUF_TYPE_COUNT] = {
-        "UINT8", "INT8", "UINT16", "INT16", "UINT32", "INT32", "FLOAT32",
-        "BOOL", "STRING", "ARRAY", "UINT64", "INT64", "FLOAT64",
+        "UINT8", "INT8",   "UINT16", "INT16",  "UINT32", "INT32",   "FLOAT32",
+        "BOOL",  "STRING", "ARRAY",  "UINT64", "INT64",  "FLOAT64",
     };
     return (unsigned)t < PF_GGUF_TYPE_COUNT ? names[t] : "UNKNOWN";
 }
@@ -41,8 +48,7 @@ static int64_t mul_nonneg(int64_t a, int64_t b) {
     return a * b;
 }
 
-int pfg_tensor_nbytes(uint32_t type_id, uint32_t n_dims, const int64_t *ne, size_t *nbytes, char *why,
-                      size_t why_cap) {
+int pfg_tensor_nbytes(uint32_t type_id, uint32_t n_dims, const int64_t *ne, size_t *nbytes, char *why, size_t why_cap) {
     if (n_dims < 1 || n_dims > PFG_MAX_DIMS) {
         snprintf(why, why_cap, "n_dims %" PRIu32 " is not in 1..%d", n_dims, PFG_MAX_DIMS);
         return PF_ERR_FORMAT;
@@ -70,8 +76,8 @@ int pfg_tensor_nbytes(uint32_t type_id, uint32_t n_dims, const int64_t *ne, size
         return PF_ERR_FORMAT;
     }
     if (ne[0] % tr->block_size != 0) {
-        snprintf(why, why_cap, "ne[0] = %" PRId64 " is not a multiple of the %s block size %" PRId64, ne[0],
-                 tr->name, tr->block_size);
+        snprintf(why, why_cap, "ne[0] = %" PRId64 " is not a multiple of the %s block size %" PRId64, ne[0], tr->name,
+                 tr->block_size);
         return PF_ERR_FORMAT;
     }
     uint64_t blocks = (uint64_t)(ne[0] / tr->block_size);

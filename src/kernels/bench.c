@@ -1,0 +1,362 @@
+/* Kernel benchmark: memory read bandwidth, pool dispatch latency, and per weight type the
+ * matvec weight-streaming rate and matmul GFLOP/s (see bench.h). */
+#include "kernels/bench.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <time.h>
+
+#include "kernels/kernels_internal.h"
+
+static const pf_type k_all_types[] = {PF_TYPE_F32,  PF_TYPE_F16,  PF_TYPE_BF16, PF_TYPE_Q4_0,  PF_TYPE_Q4_1,
+                                      PF_TYPE_Q5_0, PF_TYPE_Q5_1, PF_TYPE_Q8_0, PF_TYPE_IQ4_NL, PF_TYPE_Q2_K,
+                                      PF_TYPE_Q3_K, PF_TYPE_Q4_K, PF_TYPE_Q5_K, PF_TYPE_Q6_K};
+#define N_ALL (sizeof k_all_types / sizeof k_all_types[0])
+#define UNIQUE_ROWS 4 /* distinct quantized rows, repeated to fill a matrix */
+
+static double now_s(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
+void pf_bench_default_opts(pf_bench_opts *o) {
+    memset(o, 0, sizeof *o);
+    o->n_threads = 0;
+    o->isa = PF_ISA_AUTO;
+    o->mv_rows = 16384;
+    o->mv_cols = 8192;
+    o->mm_rows = 4096;
+    o->mm_cols = 4096;
+    o->mm_tokens = 64;
+    o->reps = 10;
+    o->bw_bytes = (size_t)1 << 30;
+}
+
+const char *pf_bench_usage(void) {
+    return "options:\n"
+           "  --threads N       threads (default: online CPUs)\n"
+           "  --isa NAME        auto | scalar | avx2 (default auto)\n"
+           "  --types LIST      comma-separated weight types (default: all)\n"
+           "  --reps N          timed repetitions, best reported (default 10)\n"
+           "  --mv-rows N       matvec weight rows (default 16384)\n"
+           "  --mv-cols N       matvec weight columns (default 8192)\n"
+           "  --mm-rows N       matmul weight rows (default 4096)\n"
+           "  --mm-cols N       matmul weight columns (default 4096)\n"
+           "  --mm-tokens N     matmul tokens (default 64)\n"
+           "  --bw-mib N        bandwidth buffer in MiB (default 1024)\n"
+           "  --quick           small shapes (smoke test; bandwidth ratios not meaningful)\n"
+           "  --json            JSON output\n";
+}
+
+static int parse_i64(const char *opt, const char *s, int64_t lo, int64_t hi, int64_t *out, pf_error *err) {
+    if (s == NULL) return pf_error_set(err, PF_ERR_ARG, "bench-kernels: %s needs a value", opt);
+    char *end;
+    errno = 0;
+    long long v = strtoll(s, &end, 10);
+    if (errno || end == s || *end || v < lo || v > hi)
+        return pf_error_set(err, PF_ERR_ARG, "bench-kernels: %s wants an integer in [%lld, %lld], got '%s'", opt,
+                            (long long)lo, (long long)hi, s);
+    *out = v;
+    return PF_OK;
+}
+
+int pf_bench_parse_args(int argc, char **argv, pf_bench_opts *o, pf_error *err) {
+    pf_bench_default_opts(o);
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
+        int64_t n = 0;
+        int rc = PF_OK;
+        if (strcmp(a, "--json") == 0) { o->json = true; continue; }
+        if (strcmp(a, "--quick") == 0) {
+            o->mv_rows = 1024; o->mv_cols = 1024; o->mm_rows = 256; o->mm_cols = 512; o->mm_tokens = 8;
+            o->reps = 2; o->bw_bytes = (size_t)16 << 20;
+            continue;
+        }
+        if (strcmp(a, "--isa") == 0) {
+            if (v == NULL) return pf_error_set(err, PF_ERR_ARG, "bench-kernels: --isa needs a value");
+            if (strcasecmp(v, "auto") == 0) o->isa = PF_ISA_AUTO;
+            else if (strcasecmp(v, "scalar") == 0) o->isa = PF_ISA_SCALAR;
+            else if (strcasecmp(v, "avx2") == 0) o->isa = PF_ISA_AVX2;
+            else return pf_error_set(err, PF_ERR_ARG, "bench-kernels: unknown --isa '%s' (auto, scalar, avx2)", v);
+            i++;
+            continue;
+        }
+        if (strcmp(a, "--types") == 0) {
+            if (v == NULL || strlen(v) >= sizeof o->types)
+                return pf_error_set(err, PF_ERR_ARG, "bench-kernels: --types needs a list of type names");
+            strcpy(o->types, v);
+            i++;
+            continue;
+        }
+        if (strcmp(a, "--threads") == 0) { rc = parse_i64(a, v, 0, 512, &n, err); o->n_threads = (int)n; }
+        else if (strcmp(a, "--reps") == 0) { rc = parse_i64(a, v, 1, 1000, &n, err); o->reps = (int)n; }
+        else if (strcmp(a, "--mv-rows") == 0) rc = parse_i64(a, v, 1, 1 << 20, &o->mv_rows, err);
+        else if (strcmp(a, "--mv-cols") == 0) rc = parse_i64(a, v, 256, 1 << 20, &o->mv_cols, err);
+        else if (strcmp(a, "--mm-rows") == 0) rc = parse_i64(a, v, 1, 1 << 20, &o->mm_rows, err);
+        else if (strcmp(a, "--mm-cols") == 0) rc = parse_i64(a, v, 256, 1 << 20, &o->mm_cols, err);
+        else if (strcmp(a, "--mm-tokens") == 0) rc = parse_i64(a, v, 1, 4096, &o->mm_tokens, err);
+        else if (strcmp(a, "--bw-mib") == 0) { rc = parse_i64(a, v, 1, 1 << 16, &n, err); o->bw_bytes = (size_t)n << 20; }
+        else return pf_error_set(err, PF_ERR_ARG, "bench-kernels: unknown option '%s'\n%s", a, pf_bench_usage());
+        if (rc != PF_OK) return rc;
+        i++;
+    }
+    return PF_OK;
+}
+
+/* ---- memory bandwidth ----------------------------------------------------------------------- */
+
+typedef struct bw_ctx {
+    const float *buf;
+    size_t n;        /* floats, a multiple of 32 * nth */
+    bool avx2;
+    float sums[512]; /* one per thread, so the reads cannot be optimized away */
+} bw_ctx;
+
+static void bw_task(void *vctx, int ith, int nth) {
+    bw_ctx *b = vctx;
+    size_t per = b->n / (size_t)nth;
+    const float *p = b->buf + per * (size_t)ith;
+    if (b->avx2) {
+        b->sums[ith] = pf_avx2_stream_sum(p, per);
+    } else {
+        float s0 = 0, s1 = 0, s2 = 0, s3 = 0;
+        for (size_t i = 0; i < per; i += 4) {
+            s0 += p[i];
+            s1 += p[i + 1];
+            s2 += p[i + 2];
+            s3 += p[i + 3];
+        }
+        b->sums[ith] = s0 + s1 + s2 + s3;
+    }
+}
+
+/* Best-of-reps streaming read rate over the whole buffer with every pool thread, GB/s. */
+static double measure_bandwidth(pf_compute *c, size_t bytes, int reps, bool avx2, pf_error *err) {
+    int nth = pf_pool_n_threads(pf_compute_pool(c));
+    size_t unit = (size_t)nth * 32 * sizeof(float);
+    bytes = bytes / unit * unit;
+    if (bytes == 0) bytes = unit;
+    float *buf = aligned_alloc(64, bytes);
+    if (buf == NULL) {
+        pf_error_set(err, PF_ERR_NOMEM, "bench-kernels: cannot allocate %zu bytes for the bandwidth test", bytes);
+        return -1.0;
+    }
+    for (size_t i = 0; i < bytes / sizeof(float); i++) buf[i] = (float)(i & 7);
+    bw_ctx b = {.buf = buf, .n = bytes / sizeof(float), .avx2 = avx2};
+    double best = 1e30;
+    pf_pool_run(pf_compute_pool(c), bw_task, &b); /* warm-up */
+    for (int r = 0; r < reps; r++) {
+        double t0 = now_s();
+        pf_pool_run(pf_compute_pool(c), bw_task, &b);
+        double t = now_s() - t0;
+        if (t < best) best = t;
+    }
+    free(buf);
+    return (double)bytes / best * 1e-9;
+}
+
+static void empty_task(void *ctx, int ith, int nth) {
+    (void)ctx;
+    (void)ith;
+    (void)nth;
+}
+
+/* Mean time of an empty pf_pool_run, in microseconds. */
+static double measure_dispatch(pf_compute *c) {
+    pf_pool *p = pf_compute_pool(c);
+    for (int i = 0; i < 1000; i++) pf_pool_run(p, empty_task, NULL);
+    const int n = 20000;
+    double t0 = now_s();
+    for (int i = 0; i < n; i++) pf_pool_run(p, empty_task, NULL);
+    return (now_s() - t0) / n * 1e6;
+}
+
+/* ---- matvec / matmul ----------------------------------------------------------------------- */
+
+/* A rows x cols matrix of type t: UNIQUE_ROWS rows quantized from gaussian-like data, then
+ * repeated (the kernels' speed does not depend on the values). NULL on OOM. */
+static void *make_matrix(pf_compute *c, pf_type t, int64_t rows, int64_t cols, pf_error *err) {
+    size_t rs = pf_row_size(t, cols);
+    uint8_t *w = aligned_alloc(64, (rs * (size_t)rows + 63) & ~(size_t)63);
+    float *src = malloc((size_t)(UNIQUE_ROWS * cols) * sizeof(float));
+    if (w == NULL || src == NULL) {
+        free(w);
+        free(src);
+        pf_error_set(err, PF_ERR_NOMEM, "bench-kernels: cannot allocate a %lld x %lld %s matrix", (long long)rows,
+                     (long long)cols, pf_type_name(t));
+        return NULL;
+    }
+    uint64_t s = 0x243F6A8885A308D3ull;
+    for (int64_t i = 0; i < UNIQUE_ROWS * cols; i++) {
+        s ^= s << 13; s ^= s >> 7; s ^= s << 17;
+        double u1 = ((s >> 11) + 1) * (1.0 / 9007199254740993.0), u2 = (double)((s >> 3) & 0xFFFF) / 65536.0;
+        src[i] = (float)(0.02 * (u1 - 0.5) * (1.0 + 4.0 * u2 * u2));
+    }
+    int64_t u = rows < UNIQUE_ROWS ? rows : UNIQUE_ROWS;
+    if (pf_quantize(c, src, t, u, cols, w, err) != PF_OK) {
+        free(w);
+        free(src);
+        return NULL;
+    }
+    for (int64_t r = u; r < rows; r++) memcpy(w + (size_t)r * rs, w + (size_t)(r % u) * rs, rs);
+    free(src);
+    return w;
+}
+
+typedef struct bench_row {
+    pf_type type;
+    double mv_bytes, mv_s, mv_gbs, mm_s, mm_gflops;
+} bench_row;
+
+/* Best time of reps calls of pf_matmul (after one warm-up call), or < 0 on error. */
+static double time_matmul(pf_compute *c, const void *w, pf_type t, int64_t rows, int64_t cols, const float *x,
+                          int64_t ntok, float *y, int reps, pf_error *err) {
+    if (pf_matmul(c, w, t, rows, cols, x, ntok, y, err) != PF_OK) return -1.0;
+    double best = 1e30;
+    for (int r = 0; r < reps; r++) {
+        double t0 = now_s();
+        pf_matmul(c, w, t, rows, cols, x, ntok, y, err);
+        double dt = now_s() - t0;
+        if (dt < best) best = dt;
+    }
+    return best;
+}
+
+static int bench_type(pf_compute *c, const pf_bench_opts *o, pf_type t, bench_row *row, pf_error *err) {
+    memset(row, 0, sizeof *row);
+    row->type = t;
+    int64_t maxcols = o->mv_cols > o->mm_cols ? o->mv_cols : o->mm_cols;
+    int64_t ntok = o->mm_tokens;
+    float *x = malloc((size_t)(ntok * maxcols) * sizeof(float));
+    float *y = malloc((size_t)((o->mv_rows > o->mm_rows ? o->mv_rows : o->mm_rows) * ntok) * sizeof(float));
+    if (x == NULL || y == NULL) {
+        free(x);
+        free(y);
+        return pf_error_set(err, PF_ERR_NOMEM, "bench-kernels: out of memory");
+    }
+    for (int64_t i = 0; i < ntok * maxcols; i++) x[i] = (float)((i * 2654435761u) % 2001) / 1000.0f - 1.0f;
+
+    void *w = make_matrix(c, t, o->mv_rows, o->mv_cols, err);
+    if (w == NULL) { free(x); free(y); return err->code; }
+    row->mv_bytes = (double)pf_row_size(t, o->mv_cols) * (double)o->mv_rows;
+    row->mv_s = time_matmul(c, w, t, o->mv_rows, o->mv_cols, x, 1, y, o->reps, err);
+    free(w);
+    if (row->mv_s < 0) { free(x); free(y); return err->code; }
+    row->mv_gbs = row->mv_bytes / row->mv_s * 1e-9;
+
+    w = make_matrix(c, t, o->mm_rows, o->mm_cols, err);
+    if (w == NULL) { free(x); free(y); return err->code; }
+    int mm_reps = o->reps / 3 > 2 ? o->reps / 3 : 2;
+    row->mm_s = time_matmul(c, w, t, o->mm_rows, o->mm_cols, x, ntok, y, mm_reps, err);
+    free(w);
+    free(x);
+    free(y);
+    if (row->mm_s < 0) return err->code;
+    row->mm_gflops = 2.0 * (double)o->mm_rows * (double)o->mm_cols * (double)ntok / row->mm_s * 1e-9;
+    return PF_OK;
+}
+
+/* Selected types from the comma-separated list (all weight types when empty). */
+static int select_types(const char *list, pf_type *out, int *n, pf_error *err) {
+    *n = 0;
+    if (list[0] == '\0') {
+        for (size_t i = 0; i < N_ALL; i++) out[(*n)++] = k_all_types[i];
+        return PF_OK;
+    }
+    char buf[256];
+    snprintf(buf, sizeof buf, "%s", list);
+    for (char *save = NULL, *tok = strtok_r(buf, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
+        pf_type t;
+        if (pf_type_from_name(tok, &t) != PF_OK || !pf_type_get(t)->is_weight)
+            return pf_error_set(err, PF_ERR_ARG, "bench-kernels: '%s' is not a weight type", tok);
+        if (*n < (int)N_ALL) out[(*n)++] = t;
+    }
+    return PF_OK;
+}
+
+static bool is_goal_type(pf_type t) { return t == PF_TYPE_Q4_0 || t == PF_TYPE_Q4_K || t == PF_TYPE_Q8_0; }
+
+int pf_bench_kernels(const pf_bench_opts *opts, FILE *out, pf_error *err) {
+    pf_error local;
+    if (err == NULL) err = &local; /* the helpers below report through err */
+    pf_bench_opts o;
+    if (opts) o = *opts;
+    else pf_bench_default_opts(&o);
+    if (out == NULL) return pf_error_set(err, PF_ERR_ARG, "bench-kernels: no output stream");
+    pf_type types[N_ALL];
+    int nt = 0;
+    int rc = select_types(o.types, types, &nt, err);
+    if (rc != PF_OK) return rc;
+    for (int i = 0; i < nt; i++) {
+        int64_t bs = pf_type_get(types[i])->block_size;
+        if (o.mv_cols % bs || o.mm_cols % bs)
+            return pf_error_set(err, PF_ERR_ARG, "bench-kernels: columns (%lld, %lld) must be multiples of the %s block size %lld",
+                                (long long)o.mv_cols, (long long)o.mm_cols, pf_type_name(types[i]), (long long)bs);
+    }
+    pf_compute *c = NULL;
+    rc = pf_compute_create(o.n_threads, o.isa, &c, err);
+    if (rc != PF_OK) return rc;
+    const pf_kernels *k = pf_compute_kernels(c);
+    const int nth = pf_pool_n_threads(pf_compute_pool(c));
+    const bool avx2 = k->isa == PF_ISA_AVX2;
+
+    double bw = measure_bandwidth(c, o.bw_bytes, o.reps, avx2, err);
+    if (bw < 0) { pf_compute_free(c); return err->code; }
+    double disp = measure_dispatch(c);
+
+    bench_row rows[N_ALL];
+    for (int i = 0; i < nt; i++) {
+        rc = bench_type(c, &o, types[i], &rows[i], err);
+        if (rc != PF_OK) { pf_compute_free(c); return rc; }
+        if (!o.json) {
+            if (i == 0) {
+                fprintf(out, "phiforge bench-kernels: kernels=%s threads=%d\n", k->name, nth);
+                fprintf(out, "memory read bandwidth: %.2f GB/s (streaming sum over %zu MiB, %d threads, best of %d)\n",
+                        bw, o.bw_bytes >> 20, nth, o.reps);
+                fprintf(out, "pool dispatch: %.2f us per empty run\n", disp);
+                fprintf(out, "matvec: %lld x %lld weights x 1 token (best of %d); matmul: %lld x %lld weights x %lld tokens\n\n",
+                        (long long)o.mv_rows, (long long)o.mv_cols, o.reps, (long long)o.mm_rows, (long long)o.mm_cols,
+                        (long long)o.mm_tokens);
+                fprintf(out, "%-7s %7s %10s %10s %9s %8s %10s %9s\n", "type", "bits/w", "matvec MB", "matvec ms", "GB/s",
+                        "% of BW", "matmul ms", "GFLOP/s");
+            }
+            const pf_type_traits *tr = pf_type_get(types[i]);
+            double bits = 8.0 * (double)tr->type_size / (double)tr->block_size;
+            fprintf(out, "%-7s %7.3f %10.1f %10.3f %9.2f %7.1f%% %10.2f %9.1f\n", tr->name, bits, rows[i].mv_bytes / 1e6,
+                    rows[i].mv_s * 1e3, rows[i].mv_gbs, 100.0 * rows[i].mv_gbs / bw, rows[i].mm_s * 1e3,
+                    rows[i].mm_gflops);
+            fflush(out);
+        }
+    }
+
+    int goal_n = 0, goal_met = 0;
+    for (int i = 0; i < nt; i++)
+        if (is_goal_type(rows[i].type)) {
+            goal_n++;
+            goal_met += rows[i].mv_gbs >= 0.85 * bw;
+        }
+    if (o.json) {
+        fprintf(out, "{\"kernels\":\"%s\",\"threads\":%d,\"bandwidth_gbs\":%.3f,\"bandwidth_buffer_mib\":%zu,"
+                     "\"dispatch_us\":%.3f,\"reps\":%d,\n",
+                k->name, nth, bw, o.bw_bytes >> 20, disp, o.reps);
+        fprintf(out, " \"matvec\":{\"rows\":%lld,\"cols\":%lld},\"matmul\":{\"rows\":%lld,\"cols\":%lld,\"tokens\":%lld},\n",
+                (long long)o.mv_rows, (long long)o.mv_cols, (long long)o.mm_rows, (long long)o.mm_cols,
+                (long long)o.mm_tokens);
+        fprintf(out, " \"types\":[\n");
+        for (int i = 0; i < nt; i++)
+            fprintf(out,
+                    "  {\"type\":\"%s\",\"matvec_bytes\":%.0f,\"matvec_ms\":%.4f,\"matvec_gbs\":%.3f,\"bw_ratio\":%.4f,"
+                    "\"matmul_ms\":%.3f,\"matmul_gflops\":%.2f}%s\n",
+                    pf_type_name(rows[i].type), rows[i].mv_bytes, rows[i].mv_s * 1e3, rows[i].mv_gbs,
+                    rows[i].mv_gbs / bw, rows[i].mm_s * 1e3, rows[i].mm_gflops, i + 1 < nt ? "," : "");
+        fprintf(out, " ],\n \"goal\":{\"types\":%d,\"met\":%d,\"min_ratio\":0.85}}\n", goal_n, goal_met);
+    } else if (goal_n > 0) {
+        fprintf(out, "\ngoal (matvec >= 85%% of measured bandwidth for Q4_0, Q4_K, Q8_0): %d of %d met\n", goal_met,
+                goal_n);
+    }
+    pf_compute_free(c);
+    return PF_OK;
+}
