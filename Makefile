@@ -28,6 +28,7 @@ TEST_BIN := $(TEST_SRC:tests/%.c=build/tests/%)
 TEST_UTIL_OBJ := $(TEST_UTIL:%.c=$(OBJDIR)/%.o)
 
 .PHONY: all test bench fuzz fuzz-run clean
+.SECONDARY:
 all: build/libphiforge.a build/phiforge
 
 # Remember the last mode so switching SANITIZE relinks the outputs.
