@@ -290,6 +290,151 @@ int pf_dequantize(pf_compute *c, const void *src, pf_type t, int64_t n_rows, int
 int pf_quantize(pf_compute *c, const float *src, pf_type t, int64_t n_rows, int64_t ne0, void *dst,
                 pf_error *err);
 
+/* ------------------------------------------------------------------------------------------ */
+/* Tokenizer (SentencePiece BPE from GGUF metadata)                                             */
+/* ------------------------------------------------------------------------------------------ */
+/* Reproduces llama.cpp's SPM tokenizer (tokenizer.ggml.model = "llama"): special-token
+ * partition, one space prefixed to each text fragment, " " -> U+2581, score-ordered BPE with
+ * byte fallback. Phi-3 files (general.architecture "phi3", or a name containing "phi3"/"phi-3")
+ * get the RSTRIP rule of Hugging Face: whitespace right after a special token other than
+ * <unk>, <s>, <|endoftext|> is dropped. A tokenizer copies what it needs from the GGUF (the file
+ * may be closed afterwards), is immutable once loaded and may be shared between threads. */
+typedef struct pf_tokenizer pf_tokenizer;
+
+/* PF_ERR_NOT_FOUND without tokenizer keys, PF_ERR_UNSUPPORTED for models other than "llama". */
+int pf_tokenizer_load(const pf_gguf *g, pf_tokenizer **out, pf_error *err);
+void pf_tokenizer_free(pf_tokenizer *tok);
+
+int32_t pf_tokenizer_n_vocab(const pf_tokenizer *tok);
+/* Special ids; -1 when the file has none. eot = end of turn (<|end|> for Phi-3). */
+int32_t pf_token_bos(const pf_tokenizer *tok);
+int32_t pf_token_eos(const pf_tokenizer *tok);
+int32_t pf_token_eot(const pf_tokenizer *tok);
+bool pf_tokenizer_add_bos(const pf_tokenizer *tok);  /* tokenizer.ggml.add_bos_token */
+/* End of generation: eos, eot and tokens named <|end|>, <|endoftext|>, </s> (and, for Phi-3,
+ * <|assistant|> as in its generation_config): {32007, 32000, 32001, 2} for Phi-3. */
+bool pf_token_is_eog(const pf_tokenizer *tok, int32_t id);
+/* Control or unknown-type token: rendered as "" unless render_special is asked for. */
+bool pf_token_is_control(const pf_tokenizer *tok, int32_t id);
+/* Raw vocabulary text of `id` (NUL-terminated, "▁" not unescaped); NULL when out of range. */
+const char *pf_token_text(const pf_tokenizer *tok, int32_t id, size_t *len);
+/* Id whose vocabulary text is exactly text[0..len); -1 when none. */
+int32_t pf_token_lookup(const pf_tokenizer *tok, const char *text, size_t len);
+
+/* Encodes text[0..len) (any bytes; invalid UTF-8 bytes fall back to byte tokens).
+ * add_special: prepend BOS / append EOS as the file's add_bos_token / add_eos_token say.
+ * parse_special: match control-token texts such as "<|user|>"; when false only
+ * user-defined tokens are matched. Writes min(count, cap) ids and returns count (>= 0), so a
+ * call with cap 0 sizes the buffer; a negative pf_status on failure. */
+int64_t pf_tokenize(const pf_tokenizer *tok, const char *text, size_t len, bool add_special, bool parse_special,
+                    int32_t *ids, int64_t cap, pf_error *err);
+
+/* The bytes of one token, never stripped (for streaming): "▁" -> " ", <0xXX> -> that byte,
+ * control tokens -> "" unless render_special. Returns the length n and copies the piece only
+ * when n <= cap (no NUL is added); a negative pf_status for an invalid id. */
+int64_t pf_token_to_piece(const pf_tokenizer *tok, int32_t id, bool render_special, char *buf, int64_t cap);
+
+/* Concatenated pieces, as llama.cpp's detokenize: when the file has add_space_prefix, one
+ * leading space of the FIRST token's piece is dropped (a first BOS piece has none, so text
+ * after a BOS keeps its space). Returns the length n and fills buf only when n <= cap; no NUL
+ * is added; a negative pf_status for an invalid id. Raw bytes are copied as they are. */
+int64_t pf_detokenize(const pf_tokenizer *tok, const int32_t *ids, int64_t n, bool render_special, char *buf,
+                      int64_t cap, pf_error *err);
+
+/* Streaming detokenizer: emits only complete, valid UTF-8. Bytes of a character split over
+ * several byte tokens are held back until it is complete; a sequence that cannot complete is
+ * replaced by U+FFFD (one per maximal ill-formed subpart, as the Unicode standard recommends).
+ * Plain struct, no allocation: initialise with pf_detok_stream_init. */
+typedef struct pf_detok_stream {
+    const pf_tokenizer *tok;
+    bool render_special;
+    bool strip_space;       /* drop one leading space of the next token's piece (first)   */
+    uint8_t pending[4];     /* bytes of an incomplete UTF-8 sequence                      */
+    int n_pending, need;    /* bytes held, total length of the sequence being completed   */
+    uint8_t lo, hi;         /* allowed range of the next continuation byte                */
+} pf_detok_stream;
+
+/* strip_first_space: behave like pf_detokenize for a sequence that starts here (drop one
+ * leading space of the first piece); false when continuing after a prompt. */
+void pf_detok_stream_init(pf_detok_stream *s, const pf_tokenizer *tok, bool render_special, bool strip_first_space);
+/* Feeds one token and writes the text it completes. Returns the byte count n; when n > cap
+ * nothing is written or consumed (call again with a bigger buffer); at most
+ * pf_detok_stream_max(tok) bytes. A negative pf_status for an invalid id (state unchanged). */
+int64_t pf_detok_stream_push(pf_detok_stream *s, int32_t id, char *buf, int64_t cap);
+/* End of stream: held bytes become U+FFFD (3 bytes); same return convention as push. */
+int64_t pf_detok_stream_flush(pf_detok_stream *s, char *buf, int64_t cap);
+/* Upper bound on the bytes one push or flush can return for this tokenizer. */
+int64_t pf_detok_stream_max(const pf_tokenizer *tok);
+
+/* ------------------------------------------------------------------------------------------ */
+/* Phi-3 model: load, context (KV cache), batched forward                                       */
+/* ------------------------------------------------------------------------------------------ */
+/* Loading validates hyperparameters (phi3.* keys) and every tensor's presence, type and shape,
+ * with errors naming the key or tensor; weights stay in the GGUF mapping (never copied).
+ * A context holds the KV cache and every work buffer, allocated once at creation, so that
+ * pf_decode does not allocate. One context is used by one thread at a time; several contexts
+ * may share one model. */
+
+typedef struct pf_model pf_model;
+typedef struct pf_context pf_context;
+
+typedef struct pf_model_hparams {
+    int64_t n_vocab;        /* token_embd ne[1]                                              */
+    int64_t n_ctx_train;    /* phi3.context_length                                           */
+    int64_t n_ctx_orig;     /* phi3.rope.scaling.original_context_length (n_ctx_train if absent) */
+    int64_t n_embd;         /* phi3.embedding_length                                         */
+    int64_t n_ff;           /* phi3.feed_forward_length (ffn_up holds 2*n_ff rows: gate|up)  */
+    int64_t n_layer;        /* phi3.block_count                                              */
+    int64_t n_head;         /* phi3.attention.head_count                                     */
+    int64_t n_head_kv;      /* phi3.attention.head_count_kv (n_head if absent; GQA if less)  */
+    int64_t head_dim;       /* n_embd / n_head                                               */
+    int64_t n_rot;          /* phi3.rope.dimension_count (head_dim if absent)                */
+    float rms_eps;          /* phi3.attention.layer_norm_rms_epsilon (1e-5 if absent)        */
+    float rope_theta;       /* phi3.rope.freq_base (10000 if absent)                         */
+    float rope_attn_factor; /* LongRoPE magnitude m: phi3.rope.scaling.attn_factor, else      */
+                            /* sqrt(1 + ln(n_ctx_train/n_ctx_orig) / ln(n_ctx_orig)) for a    */
+                            /* model with rope factors and n_ctx_train > n_ctx_orig, else 1   */
+    bool has_rope_factors;  /* rope_factors_long/short.weight present (LongRoPE)             */
+} pf_model_hparams;
+
+/* Opens PATH and loads a Phi-3 model from it (the model owns the mapping). */
+int pf_model_load(const char *path, pf_model **out, pf_error *err);
+/* Loads from an open GGUF that the caller keeps open (and unchanged) for the model's lifetime. */
+int pf_model_load_gguf(const pf_gguf *g, pf_model **out, pf_error *err);
+void pf_model_free(pf_model *m);
+const pf_model_hparams *pf_model_get_hparams(const pf_model *m);
+const pf_gguf *pf_model_gguf(const pf_model *m); /* e.g. for the tokenizer */
+
+typedef struct pf_context_params {
+    int64_t n_ctx;     /* positions the KV cache holds; 0: min(n_ctx_train, 4096). Must be <=     */
+                       /* n_ctx_train. LongRoPE uses the long factors iff n_ctx > n_ctx_orig.   */
+    int64_t n_batch;   /* most tokens per forward pass (longer calls are split); 0: 512        */
+    pf_type kv_type;   /* PF_TYPE_F16 (default) or PF_TYPE_F32                                  */
+    int n_threads;     /* <= 0: online CPUs                                                     */
+    pf_isa isa;        /* PF_ISA_AUTO by default                                                */
+} pf_context_params;
+
+pf_context_params pf_context_default_params(void);
+int pf_context_create(const pf_model *m, const pf_context_params *p, pf_context **out, pf_error *err);
+void pf_context_free(pf_context *ctx);
+const pf_model *pf_context_model(const pf_context *ctx);
+int64_t pf_context_n_ctx(const pf_context *ctx);
+int64_t pf_context_n_past(const pf_context *ctx);   /* positions held in the KV cache */
+bool pf_context_long_rope(const pf_context *ctx);   /* long LongRoPE factors in use   */
+pf_compute *pf_context_compute(pf_context *ctx);    /* its thread pool and kernels    */
+
+typedef enum pf_logits_mode {
+    PF_LOGITS_LAST = 0, /* logits of the last token only: 1 × n_vocab       */
+    PF_LOGITS_ALL = 1,  /* logits of every token: n × n_vocab, row per token */
+} pf_logits_mode;
+
+/* Runs tokens ids[0..n) at positions pos0..pos0+n-1 through the model in one batched pass
+ * (split into n_batch pieces if longer), appends their K (after RoPE) and V to the KV cache and
+ * writes logits (NULL: none). pos0 must be <= pf_context_n_past (a smaller pos0 rewinds the
+ * cache: later positions are dropped) and pos0 + n <= n_ctx. n = 1 is incremental decoding. */
+int pf_decode(pf_context *ctx, const int32_t *ids, int64_t n, int64_t pos0, float *logits, pf_logits_mode mode,
+              pf_error *err);
+
 #ifdef __cplusplus
 }
 #endif

@@ -40,30 +40,19 @@ void pf_dequant_q2_k(const void *src, float *dst, int64_t n) {
     }
 }
 
-/* Per group an offset scale search (2-bit levels), then 4-bit scales and mins through
- * pf_k_affine_encode. Run with ggml's choice (weights |x|, absolute error) and with uniform
- * weights and squared error; the encoding with the smaller squared error is kept. */
+/* Per group an offset scale search (pf_fit_affine: inverse scales (3 - 0.6 + 0.3·t)/(max - min),
+ * t = 0..5, one Lloyd step, uniform weights and squared error; ggml uses |x| weights and the
+ * absolute error, which gives a clearly larger squared error), then 4-bit scales and mins
+ * through pf_k_affine_encode. */
 void pf_quant_q2_k(const float *src, void *dst, int64_t n) {
     for (int64_t b = 0; b < n / QK_K; b++) {
         const float *x = src + b * QK_K;
         block_q2_K blk;
-        uint8_t L[QK_K];
-        double best = INFINITY;
-        for (int variant = 0; variant < 2; variant++) {
-            float sc[16], mn[16], w[16];
-            uint8_t ls[16], lm[16], Lt[QK_K], Lg[16];
-            uint16_t td, tm;
-            for (int g = 0; g < 16; g++) {
-                for (int l = 0; l < 16; l++) w[l] = variant == 0 ? fabsf(x[16 * g + l]) : 1.0f;
-                sc[g] = pf_search_affine(16, 3, x + 16 * g, w, Lg, &mn[g], -0.5f, 0.1f, 15, variant == 0, true);
-            }
-            double e = pf_k_affine_encode(x, 16, 16, 3, 15, sc, mn, ls, lm, &td, &tm, Lt);
-            if (e < best || variant == 0) {
-                best = e; blk.d = td; blk.dmin = tm;
-                for (int g = 0; g < 16; g++) blk.scales[g] = (uint8_t)(ls[g] | (lm[g] << 4));
-                memcpy(L, Lt, QK_K);
-            }
-        }
+        uint8_t L[QK_K], ls[16], lm[16];
+        float sc[16], mn[16];
+        for (int g = 0; g < 16; g++) sc[g] = pf_fit_affine(16, 3, x + 16 * g, NULL, -0.6f, 0.3f, 5, &mn[g]);
+        pf_k_affine_encode(x, 16, 16, 3, 15, sc, mn, ls, lm, &blk.d, &blk.dmin, L);
+        for (int g = 0; g < 16; g++) blk.scales[g] = (uint8_t)(ls[g] | (lm[g] << 4));
         pack_2bit(L, blk.qs);
         memcpy((uint8_t *)dst + b * sizeof blk, &blk, sizeof blk);
     }
@@ -130,30 +119,17 @@ void pf_dequant_q3_k(const void *src, float *dst, int64_t n) {
     }
 }
 
-/* Per group a signed scale search with coordinate descent (levels -4..3), then 6-bit signed
- * scales through pf_k_sym_encode. Run with ggml's x² weights and with uniform weights; the
- * encoding with the smaller squared error is kept. */
+/* Per group a signed scale search (pf_fit_sym, levels -4..3, inverse scales -(4 + 0.3·t)/max,
+ * t = -3..3, uniform weights; ggml's x²-weighted coordinate descent gives a larger squared
+ * error), then 6-bit signed scales through pf_k_sym_encode. */
 void pf_quant_q3_k(const float *src, void *dst, int64_t n) {
     for (int64_t b = 0; b < n / QK_K; b++) {
         const float *x = src + b * QK_K;
         block_q3_K blk;
         int8_t ls[16], L[QK_K];
-        double best = INFINITY;
-        for (int variant = 0; variant < 2; variant++) {
-            float sc[16], w[16];
-            int8_t lt[16], Lt[QK_K], Lg[16];
-            uint16_t td;
-            for (int g = 0; g < 16; g++) {
-                for (int l = 0; l < 16; l++) w[l] = variant == 0 ? x[16 * g + l] * x[16 * g + l] : 1.0f;
-                sc[g] = pf_search_sym(16, 4, x + 16 * g, w, Lg, true);
-            }
-            double e = pf_k_sym_encode(x, 16, 16, 4, 32, sc, lt, &td, Lt);
-            if (e < best || variant == 0) {
-                best = e; blk.d = td;
-                memcpy(ls, lt, 16);
-                memcpy(L, Lt, QK_K);
-            }
-        }
+        float sc[16];
+        for (int g = 0; g < 16; g++) sc[g] = pf_fit_sym(16, 4, x + 16 * g, NULL, 3, 0.3f);
+        pf_k_sym_encode(x, 16, 16, 4, 32, sc, ls, &blk.d, L);
         memset(blk.scales, 0, 12);
         for (int i = 0; i < 16; i++) {
             int u = ls[i] + 32;

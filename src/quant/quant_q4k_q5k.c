@@ -52,32 +52,18 @@ static void dequant_k45(const uint16_t dh, const uint16_t mh, const uint8_t *sca
     }
 }
 
-/* Encodes one super-block: per group, an offset scale search (quant_search.c) gives a float
- * scale and min; pf_k_affine_encode quantizes them to 6 bits and picks the levels. It is run
- * with ggml's weights (rms(group) + |x|) and with uniform weights; the encoding with the smaller
- * squared error is kept (ties keep ggml's weighting). */
+/* Encodes one super-block: per group, an offset scale search (pf_fit_affine: inverse scales
+ * (nmax + rmin + 0.3·t)/(max - min), t = 0..nstep, then one Lloyd step; uniform weights, which
+ * give a lower squared error here than ggml's rms(group) + |x|) gives a float scale and min;
+ * pf_k_affine_encode quantizes them to 6 bits, refits (d, dmin), tries the ±1 neighbours of
+ * each group's scale and min, and picks the levels. */
 static void encode_k45(const float *x, int nmax, float rmin, int nstep, uint16_t *d, uint16_t *dmin,
                        uint8_t *scales, uint8_t *L) {
-    double best = INFINITY;
-    for (int variant = 0; variant < 2; variant++) {
-        float sc[8], mn[8], w[32];
-        uint8_t ls[8], lm[8], Lt[QK_K], Lg[32];
-        uint16_t td, tm;
-        for (int g = 0; g < 8; g++) {
-            const float *xg = x + 32 * g;
-            float s2 = 0.0f;
-            for (int l = 0; l < 32; l++) s2 += xg[l] * xg[l];
-            const float av = sqrtf(s2 / 32.0f);
-            for (int l = 0; l < 32; l++) w[l] = variant == 0 ? av + fabsf(xg[l]) : 1.0f;
-            sc[g] = pf_search_affine(32, nmax, xg, w, Lg, &mn[g], rmin, 0.1f, nstep, false, true);
-        }
-        double e = pf_k_affine_encode(x, 8, 32, nmax, 63, sc, mn, ls, lm, &td, &tm, Lt);
-        if (e < best || variant == 0) {
-            best = e; *d = td; *dmin = tm;
-            pack_scales(ls, lm, scales);
-            memcpy(L, Lt, QK_K);
-        }
-    }
+    float sc[8], mn[8];
+    uint8_t ls[8], lm[8];
+    for (int g = 0; g < 8; g++) sc[g] = pf_fit_affine(32, nmax, x + 32 * g, NULL, rmin, 0.3f, nstep, &mn[g]);
+    pf_k_affine_encode(x, 8, 32, nmax, 63, sc, mn, ls, lm, d, dmin, L);
+    pack_scales(ls, lm, scales);
 }
 
 /* Σ x·y for one super-block pair: d·dy·Σ_g sc_g·Σ q·q8 - dmin·dy·Σ_g m_g·(bsums of group g). */
@@ -109,7 +95,7 @@ void pf_quant_q4_k(const float *src, void *dst, int64_t n) {
     for (int64_t b = 0; b < n / QK_K; b++) {
         block_q4_K blk;
         uint8_t L[QK_K];
-        encode_k45(src + b * QK_K, 15, -1.0f, 20, &blk.d, &blk.dmin, blk.scales, L);
+        encode_k45(src + b * QK_K, 15, -0.9f, 6, &blk.d, &blk.dmin, blk.scales, L);
         pack_k45(L, blk.qs, NULL);
         memcpy((uint8_t *)dst + b * sizeof blk, &blk, sizeof blk);
     }
@@ -144,7 +130,7 @@ void pf_quant_q5_k(const float *src, void *dst, int64_t n) {
     for (int64_t b = 0; b < n / QK_K; b++) {
         block_q5_K blk;
         uint8_t L[QK_K];
-        encode_k45(src + b * QK_K, 31, -0.5f, 15, &blk.d, &blk.dmin, blk.scales, L);
+        encode_k45(src + b * QK_K, 31, -0.6f, 5, &blk.d, &blk.dmin, blk.scales, L);
         pack_k45(L, blk.qs, blk.qh);
         memcpy((uint8_t *)dst + b * sizeof blk, &blk, sizeof blk);
     }

@@ -34,30 +34,17 @@ void pf_dequant_q6_k(const void *src, float *dst, int64_t n) {
     }
 }
 
-/* Per group a signed scale search with coordinate descent (levels -32..31), then int8 scales
- * through pf_k_sym_encode. Run with ggml's x² weights and with uniform weights; the encoding
- * with the smaller squared error is kept. */
+/* Per group a signed scale search (pf_fit_sym, levels -32..31, inverse scales
+ * -(32 + 0.3·t)/max, t = -3..3, uniform weights, where ggml sweeps t/10, t = -9..9 with x²
+ * weights), then int8 scales through pf_k_sym_encode. */
 void pf_quant_q6_k(const float *src, void *dst, int64_t n) {
     for (int64_t b = 0; b < n / QK_K; b++) {
         const float *x = src + b * QK_K;
         block_q6_K blk;
         int8_t L[QK_K];
-        double best = INFINITY;
-        for (int variant = 0; variant < 2; variant++) {
-            float sc[16], w[16];
-            int8_t lt[16], Lt[QK_K], Lg[16];
-            uint16_t td;
-            for (int g = 0; g < 16; g++) {
-                for (int l = 0; l < 16; l++) w[l] = variant == 0 ? x[16 * g + l] * x[16 * g + l] : 1.0f;
-                sc[g] = pf_search_sym(16, 32, x + 16 * g, w, Lg, true);
-            }
-            double e = pf_k_sym_encode(x, 16, 16, 32, 128, sc, lt, &td, Lt);
-            if (e < best || variant == 0) {
-                best = e; blk.d = td;
-                memcpy(blk.scales, lt, 16);
-                memcpy(L, Lt, QK_K);
-            }
-        }
+        float sc[16];
+        for (int g = 0; g < 16; g++) sc[g] = pf_fit_sym(16, 32, x + 16 * g, NULL, 3, 0.3f);
+        pf_k_sym_encode(x, 16, 16, 32, 128, sc, blk.scales, &blk.d, L);
         memset(blk.ql, 0, sizeof blk.ql);
         memset(blk.qh, 0, sizeof blk.qh);
         for (int e = 0; e < QK_K; e++) {

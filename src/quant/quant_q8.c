@@ -17,20 +17,43 @@ void pf_dequant_q8_0(const void *src, float *dst, int64_t n) {
 }
 
 /* Symmetric 8-bit: d = amax/127, q = roundf(x·(1/d)) (half away from zero), as ggml's
- * reference. The product is clamped to ±127 first so odd inputs cannot overflow. */
+ * reference. The product is clamped to ±127 first so odd inputs cannot overflow (NaN -> 0).
+ * Written on the float bit patterns with integer selects so that the compiler can vectorize
+ * it; the results are exactly those of fmaxf / fminf / roundf:
+ *  - |x| as bits (NaN -> 0) orders like the floats, so an integer max is fmaxf's amax;
+ *  - for 0 <= a <= 127, (int)(a + 0.5f) is roundf(a) except at a = 0.5 - 2^-25 (0x3EFFFFFF),
+ *    where the addition rounds up to 1.0 (for every other a the sum is exact or cannot cross
+ *    an integer); the sign is applied afterwards. */
 static float q8_block(const float *x, int8_t *q, int *sum) {
-    float amax = 0.0f;
-    for (int j = 0; j < 32; j++) amax = fmaxf(amax, fabsf(x[j]));
+    int32_t m[4] = {0, 0, 0, 0};
+    for (int j = 0; j < 32; j += 4)
+        for (int k = 0; k < 4; k++) {
+            int32_t a = pf_f2bits(x[j + k]) & 0x7FFFFFFF;
+            a = a > 0x7F800000 ? 0 : a;
+            m[k] = a > m[k] ? a : m[k];
+        }
+    m[0] = m[1] > m[0] ? m[1] : m[0];
+    m[2] = m[3] > m[2] ? m[3] : m[2];
+    const float amax = pf_bits2f(m[2] > m[0] ? m[2] : m[0]);
     const float d = amax / 127.0f;
     const float id = d != 0.0f ? 1.0f / d : 0.0f;
-    int s = 0;
-    for (int j = 0; j < 32; j++) {
-        float v = x[j] * id;
-        v = isnan(v) ? 0.0f : fminf(127.0f, fmaxf(-127.0f, v));
-        q[j] = (int8_t)roundf(v);
-        s += q[j];
-    }
-    *sum = s;
+    const int32_t b127 = 0x42FE0000; /* 127.0f */
+    int32_t v[32], s[4] = {0, 0, 0, 0};
+    for (int j = 0; j < 32; j += 4)
+        for (int k = 0; k < 4; k++) {
+            const int32_t b = pf_f2bits(x[j + k] * id);
+            int32_t a = b & 0x7FFFFFFF;
+            a = a > 0x7F800000 ? 0 : a;
+            a = a > b127 ? b127 : a;
+            int32_t t = (int32_t)(pf_bits2f(a) + 0.5f);
+            t = a == 0x3EFFFFFF ? 0 : t;
+            const int32_t sg = -(int32_t)((uint32_t)b >> 31); /* 0 or -1 */
+            t = (t ^ sg) - sg;
+            v[j + k] = t;
+            s[k] += t;
+        }
+    for (int j = 0; j < 32; j++) q[j] = (int8_t)v[j];
+    *sum = (s[0] + s[1]) + (s[2] + s[3]);
     return d;
 }
 

@@ -1,13 +1,15 @@
 /* Scale searches shared by the reference quantizers. See quant_search.h for the contracts. */
 #include "quant/quant_search.h"
 
+#include <float.h>
 #include <math.h>
 #include <string.h>
 
 #include "phiforge.h"
 
 #define PF_GROUP_EPS 1e-15f /* a group whose largest |x| is below this quantizes to zeros */
-#define PF_MAX_GROUP 256
+#define PF_MAX_GROUP 32     /* first-level groups */
+#define PF_MAX_SUPER 256    /* super-blocks */
 
 /* Clamp first (so the conversion is always in range), then round half to even by adding and
  * subtracting 1.5·2^23: for |v| < 2^22 the sum's ulp is 1, so the float addition itself rounds
@@ -40,369 +42,401 @@ static float signed_absmax(int n, const float *x, float *amax_out) {
     return max;
 }
 
-/* Quantizes x with inverse scale `iscale` to levels in [lo, hi] and accumulates the weighted
- * least-squares sums Σ w x l and Σ w l². */
-static void sym_round(int n, const float *x, const float *w, float iscale, int lo, int hi, int8_t *L,
-                      double *sumlx, double *suml2) {
-    double a = 0.0, b = 0.0;
-    for (int i = 0; i < n; i++) {
-        int l = pf_qround(iscale * x[i], lo, hi);
-        L[i] = (int8_t)l;
-        a += (double)w[i] * x[i] * l;
-        b += (double)w[i] * l * l;
-    }
-    *sumlx = a;
-    *suml2 = b;
-}
+static inline float sum4(const float *a) { return (a[0] + a[1]) + (a[2] + a[3]); }
 
-/* Coordinate descent on G(L) = (Σ w x l)² / Σ w l² (the error reduction of the least-squares
- * scale): each level in turn tries round(x/d), l-1 and l+1 and keeps the best strict gain. */
-static void sym_descent(int n, int nmax, const float *x, const float *w, int8_t *L, double *sumlx,
-                        double *suml2) {
-    double a = *sumlx, b = *suml2;
-    for (int pass = 0; pass < 5; pass++) {
-        int changed = 0;
-        for (int i = 0; i < n; i++) {
-            double wi = w[i], xi = x[i];
-            double ra = a - wi * xi * L[i], rb = b - wi * L[i] * L[i];
-            double best = (b > 0) ? a * a / b : 0.0;
-            int best_l = L[i];
-            int cand[3] = {L[i] - 1, L[i] + 1, 0};
-            cand[2] = (ra != 0.0) ? pf_qround((float)(xi * rb / ra), -nmax, nmax - 1) : L[i];
-            for (int c = 0; c < 3; c++) {
-                int l = cand[c];
-                if (l < -nmax || l > nmax - 1 || l == best_l) continue;
-                double na = ra + wi * xi * l, nb = rb + wi * l * l;
-                if (nb > 0 && na * na / nb > best * (1.0 + 1e-12)) { best = na * na / nb; best_l = l; }
-            }
-            if (best_l != L[i]) {
-                a = ra + wi * xi * best_l;
-                b = rb + wi * best_l * best_l;
-                L[i] = (int8_t)best_l;
-                changed++;
-            }
-        }
-        if (!changed) break;
-    }
-    *sumlx = a;
-    *suml2 = b;
-}
+/* ---- first level ---- */
 
-float pf_search_sym(int n, int nmax, const float *x, const float *w, int8_t *L, bool refine) {
-    if (n <= 0 || n > PF_MAX_GROUP) return 0.0f;
+float pf_fit_sym(int n, int nmax, const float *x, const float *w, int ntry, float step) {
+    float ww[PF_MAX_GROUP];
     float amax;
-    float max = signed_absmax(n, x, &amax);
-    if (amax < PF_GROUP_EPS) {
-        memset(L, 0, (size_t)n);
-        return 0.0f;
-    }
-    int8_t tmp[PF_MAX_GROUP];
+    const float max = signed_absmax(n, x, &amax);
+    if (!(amax >= PF_GROUP_EPS) || !(amax <= FLT_MAX)) return 0.0f;
+    for (int i = 0; i < n; i++) ww[i] = w ? w[i] : 1.0f;
     double best_a = 0.0, best_b = 0.0;
-    bool have = false;
-    /* t = 0 (the largest |x| lands exactly on level -nmax) first, so ties keep it. */
-    for (int k = 0; k < 19; k++) {
-        int t = (k == 0) ? 0 : (k <= 9 ? -k : k - 9);
-        float iscale = -((float)nmax + 0.1f * (float)t) / max;
-        double a, b;
-        sym_round(n, x, w, iscale, -nmax, nmax - 1, tmp, &a, &b);
-        if (b > 0 && (!have || a * a * best_b > best_a * best_a * b)) {
-            memcpy(L, tmp, (size_t)n);
-            best_a = a;
-            best_b = b;
-            have = true;
+    const float imax = -1.0f / max;
+    /* t = 0 first (the largest |x| lands exactly on level -nmax), so ties keep it. */
+    for (int k = 0; k <= 2 * ntry; k++) {
+        const int t = k == 0 ? 0 : (k <= ntry ? -k : k - ntry);
+        const float is = ((float)nmax + step * (float)t) * imax;
+        float a[4] = {0, 0, 0, 0}, b[4] = {0, 0, 0, 0};
+        for (int i = 0; i < n; i += 4)
+            for (int j = 0; j < 4; j++) {
+                const float l = (float)pf_clampi(pf_nearest(is * x[i + j]), -nmax, nmax - 1);
+                const float wl = ww[i + j] * l;
+                a[j] += wl * x[i + j];
+                b[j] += wl * l;
+            }
+        const double sa = sum4(a), sb = sum4(b);
+        if (sb > 0 && (best_b == 0.0 || sa * sa * best_b > best_a * best_a * sb)) {
+            best_a = sa;
+            best_b = sb;
         }
     }
-    if (!have) { /* all weights zero: plain amax scaling */
-        float iscale = -(float)nmax / max;
-        double a, b;
-        sym_round(n, x, w, iscale, -nmax, nmax - 1, L, &a, &b);
-        return 1.0f / iscale;
-    }
-    if (refine) sym_descent(n, nmax, x, w, L, &best_a, &best_b);
+    if (!(best_b > 0)) return max / -(float)nmax; /* all weights zero: amax scaling */
     return (float)(best_a / best_b);
 }
 
-/* Weighted error of x against d·L + m: Σ w |e| (mad) or Σ w e². */
-static double affine_err(int n, const float *x, const float *w, const uint8_t *L, float d, float m,
-                         bool use_mad) {
-    double e = 0.0;
-    for (int i = 0; i < n; i++) {
-        double diff = (double)d * L[i] + m - x[i];
-        e += w[i] * (use_mad ? fabs(diff) : diff * diff);
+float pf_fit_affine(int n, int nmax, const float *x, const float *w, float rmin, float rdelta, int nstep,
+                    float *mneg) {
+    float mn = x[0], mx = x[0];
+    for (int i = 1; i < n; i++) {
+        mn = x[i] < mn ? x[i] : mn;
+        mx = x[i] > mx ? x[i] : mx;
     }
-    return e;
-}
-
-/* Rounds (x - m)·iscale to [0, nmax] and fits (d, m) by weighted least squares on those
- * levels: minimise Σ w (x - d l - m)². With clamp_min, m is forced <= 0 (refit d alone). */
-static bool affine_fit(int n, int nmax, const float *x, const float *w, float iscale, float m0,
-                       uint8_t *L, bool clamp_min, float *d_out, float *m_out) {
-    double sw = 0, sx = 0, sl = 0, sl2 = 0, sxl = 0;
-    for (int i = 0; i < n; i++) {
-        int l = pf_qround(iscale * (x[i] - m0), 0, nmax);
-        L[i] = (uint8_t)l;
-        double wi = w[i];
-        sw += wi; sx += wi * x[i]; sl += wi * l; sl2 += wi * l * l; sxl += wi * l * x[i];
-    }
-    double D = sw * sl2 - sl * sl;
-    if (!(D > 0)) return false;
-    double d = (sw * sxl - sx * sl) / D;
-    double m = (sl2 * sx - sl * sxl) / D;
-    if (clamp_min && m > 0) {
-        m = 0;
-        d = sxl / sl2;
-    }
-    if (!(d >= 0) || !isfinite(d) || !isfinite(m)) return false;
-    *d_out = (float)d;
-    *m_out = (float)m;
-    return true;
-}
-
-float pf_search_affine(int n, int nmax, const float *x, const float *w, uint8_t *L, float *neg_min,
-                       float rmin, float rdelta, int nstep, bool use_mad, bool clamp_min) {
-    *neg_min = 0.0f;
-    if (n <= 0 || n > PF_MAX_GROUP) return 0.0f;
-    float mn = INFINITY, mx = -INFINITY;
-    for (int i = 0; i < n; i++) {
-        if (x[i] < mn) mn = x[i];
-        if (x[i] > mx) mx = x[i];
-    }
-    if (clamp_min && mn > 0) mn = 0;
-    if (!(mx > mn)) { /* constant group (or NaN): offset only */
-        memset(L, 0, (size_t)n);
-        *neg_min = isfinite(mn) ? -mn : 0.0f;
+    if (mn > 0) mn = 0;
+    const float range = mx - mn;
+    if (!(range > 0) || !(range <= FLT_MAX) || !(mn >= -FLT_MAX)) { /* constant, or non-finite */
+        *mneg = (mn >= -FLT_MAX && mn <= 0) ? -mn : 0.0f;
         return 0.0f;
     }
-    uint8_t tmp[PF_MAX_GROUP];
-    /* Baseline: min maps to level 0, max to level nmax. */
-    float best_d = (mx - mn) / (float)nmax, best_m = mn;
-    for (int i = 0; i < n; i++) L[i] = (uint8_t)pf_qround((x[i] - mn) / best_d, 0, nmax);
-    double best = affine_err(n, x, w, L, best_d, best_m, use_mad);
+    float xm[PF_MAX_GROUP], ww[PF_MAX_GROUP];
+    float s0[4] = {0, 0, 0, 0}, s1[4] = {0, 0, 0, 0}, s2[4] = {0, 0, 0, 0};
+    for (int i = 0; i < n; i += 4)
+        for (int j = 0; j < 4; j++) {
+            const float wi = w ? w[i + j] : 1.0f, v = x[i + j] - mn;
+            xm[i + j] = v;
+            ww[i + j] = wi;
+            s0[j] += wi;
+            s1[j] += wi * v;
+            s2[j] += wi * v * v;
+        }
+    const double sw = sum4(s0), sx = sum4(s1), sxx = sum4(s2);
+    /* Fallback (no usable fit): ggml's initial min -> 0, max -> nmax. */
+    double best = INFINITY, best_d = range / (float)nmax, best_m = mn;
     for (int t = 0; t <= nstep; t++) {
-        float iscale = (rmin + rdelta * (float)t + (float)nmax) / (mx - mn);
-        float d, m;
-        if (!affine_fit(n, nmax, x, w, iscale, mn, tmp, clamp_min, &d, &m)) continue;
-        double e = affine_err(n, x, w, tmp, d, m, use_mad);
-        if (e < best) { best = e; best_d = d; best_m = m; memcpy(L, tmp, (size_t)n); }
-    }
-    /* Two Lloyd steps: re-round to the best (d, m), refit, keep while the error drops. */
-    for (int it = 0; it < 2 && best_d > 0; it++) {
-        float d, m;
-        if (!affine_fit(n, nmax, x, w, 1.0f / best_d, best_m, tmp, clamp_min, &d, &m)) break;
-        double e = affine_err(n, x, w, tmp, d, m, use_mad);
-        if (!(e < best)) break;
-        best = e; best_d = d; best_m = m; memcpy(L, tmp, (size_t)n);
-    }
-    *neg_min = -best_m;
-    return best_d;
-}
-
-/* Binary search in the sorted codebook, then the nearer of the two neighbours. */
-int pf_nl_index(const int8_t *values, float v) {
-    if (!(v > values[0])) return 0; /* also NaN */
-    if (v >= values[15]) return 15;
-    int lo = 0, hi = 15;
-    while (hi - lo > 1) {
-        int mid = (lo + hi) / 2;
-        if (v < values[mid]) hi = mid; else lo = mid;
-    }
-    return (v - values[lo] < values[hi] - v) ? lo : hi;
-}
-
-/* Indexes x·iscale into the codebook and returns the LS sums Σ w q x and Σ w q². */
-static void nl_round(int n, const int8_t *values, const float *x, const float *w, float iscale, uint8_t *L,
-                     double *sqx, double *sq2) {
-    double a = 0, b = 0;
-    for (int i = 0; i < n; i++) {
-        int l = pf_nl_index(values, iscale * x[i]);
-        L[i] = (uint8_t)l;
-        double q = values[l];
-        a += w[i] * q * x[i];
-        b += w[i] * q * q;
-    }
-    *sqx = a;
-    *sq2 = b;
-}
-
-float pf_search_nl(int n, const int8_t *values, const float *x, const float *w, uint8_t *L, int ntry) {
-    if (n <= 0 || n > PF_MAX_GROUP) return 0.0f;
-    float amax;
-    float max = signed_absmax(n, x, &amax);
-    memset(L, 0, (size_t)n);
-    if (amax < PF_GROUP_EPS) return 0.0f;
-    uint8_t tmp[PF_MAX_GROUP];
-    double best_a = 0, best_b = 0;
-    bool have = false;
-    /* The largest |x| is mapped near either end of the codebook, shifted by t units. */
-    for (int end = 0; end < 2; end++) {
-        float edge = end == 0 ? (float)values[0] : (float)values[15];
-        for (int t = -ntry; t <= ntry; t++) {
-            float iscale = (edge + (float)t) / max;
-            double a, b;
-            nl_round(n, values, x, w, iscale, tmp, &a, &b);
-            if (b > 0 && (!have || a * a * best_b > best_a * best_a * b)) {
-                best_a = a; best_b = b; have = true;
-                memcpy(L, tmp, (size_t)n);
+        const float is = (rmin + rdelta * (float)t + (float)nmax) / range;
+        float a[4] = {0, 0, 0, 0}, b[4] = {0, 0, 0, 0}, c[4] = {0, 0, 0, 0};
+        for (int i = 0; i < n; i += 4)
+            for (int j = 0; j < 4; j++) {
+                const float l = (float)pf_clampi(pf_nearest(is * xm[i + j]), 0, nmax);
+                const float wl = ww[i + j] * l;
+                a[j] += wl;
+                b[j] += wl * l;
+                c[j] += wl * xm[i + j];
             }
+        const double sl = sum4(a), sll = sum4(b), sxl = sum4(c);
+        const double D = sw * sll - sl * sl;
+        if (!(D > 0)) continue;
+        /* xm ≈ d·l + cm, i.e. x ≈ d·l + (cm + mn); the offset cm + mn must stay <= 0. */
+        double d = (sw * sxl - sx * sl) / D, cm = (sll * sx - sl * sxl) / D, e;
+        if (cm + mn > 0) {
+            cm = -mn;
+            d = (sxl + mn * sl) / sll;
+            e = sxx - 2.0 * cm * sx + cm * cm * sw - d * (sxl - cm * sl);
+        } else {
+            e = sxx - d * sxl - cm * sx;
+        }
+        if (d >= 0 && e < best) {
+            best = e;
+            best_d = d;
+            best_m = cm + mn;
         }
     }
-    if (!have) return 0.0f;
-    /* Lloyd steps: re-index with the fitted scale, refit, keep while the gain grows. */
-    for (int it = 0; it < 3; it++) {
-        double d = best_a / best_b, a, b;
-        if (d == 0.0) break;
-        nl_round(n, values, x, w, (float)(1.0 / d), tmp, &a, &b);
-        if (!(b > 0 && a * a * best_b > best_a * best_a * b)) break;
-        best_a = a; best_b = b;
-        memcpy(L, tmp, (size_t)n);
+    if (best < INFINITY && best_d > 0) { /* one Lloyd step: re-round with the best fit, refit */
+        const float id = (float)(1.0 / best_d), c0 = (float)(best_m - mn);
+        float a[4] = {0, 0, 0, 0}, b[4] = {0, 0, 0, 0}, c[4] = {0, 0, 0, 0};
+        for (int i = 0; i < n; i += 4)
+            for (int j = 0; j < 4; j++) {
+                const float l = (float)pf_clampi(pf_nearest((xm[i + j] - c0) * id), 0, nmax);
+                const float wl = ww[i + j] * l;
+                a[j] += wl;
+                b[j] += wl * l;
+                c[j] += wl * xm[i + j];
+            }
+        const double sl = sum4(a), sll = sum4(b), sxl = sum4(c);
+        const double D = sw * sll - sl * sl;
+        double d = 0, cm = 0, e = INFINITY;
+        if (D > 0) {
+            d = (sw * sxl - sx * sl) / D;
+            cm = (sll * sx - sl * sxl) / D;
+            if (cm + mn > 0) {
+                cm = -mn;
+                d = (sxl + mn * sl) / sll;
+                e = sxx - 2.0 * cm * sx + cm * cm * sw - d * (sxl - cm * sl);
+            } else {
+                e = sxx - d * sxl - cm * sx;
+            }
+        }
+        if (d >= 0 && e < best) {
+            best_d = d;
+            best_m = cm + mn;
+        }
     }
-    return (float)(best_a / best_b);
+    *mneg = (float)-best_m;
+    return (float)best_d;
 }
 
 /* ---- K-quant second level ---- */
 
-/* Nearest offset-form levels for the stored (d, dmin, ls, lm); returns the squared error. */
-static double k_affine_levels(const float *x, int ng, int gs, int nmax, const uint8_t *ls, const uint8_t *lm,
-                              uint16_t dh, uint16_t mh, uint8_t *L) {
-    const float d = pf_fp16_to_fp32(dh), dmin = pf_fp16_to_fp32(mh);
-    double e = 0.0;
-    for (int g = 0; g < ng; g++) {
-        const float d1 = d * (float)ls[g], m1 = dmin * (float)lm[g];
-        for (int i = g * gs; i < (g + 1) * gs; i++) {
-            int l = d1 != 0.0f ? pf_qround((x[i] + m1) / d1, 0, nmax) : 0;
-            L[i] = (uint8_t)l;
-            double diff = (double)(d1 * (float)l - m1) - x[i];
-            e += diff * diff;
-        }
+/* Largest |x| of a group (for the fast-rounding bound). */
+static float group_amax(const float *x, int n) {
+    float m = 0.0f;
+    for (int i = 0; i < n; i++) {
+        float a = fabsf(x[i]);
+        m = a > m ? a : m;
     }
-    return e;
+    return m;
 }
 
-/* Rounds v/scale to [0, smax] for every group (0 when scale is 0). */
-static void k_quant_scales(int ng, const float *v, float vmax, int smax, uint8_t *q) {
-    const float inv = vmax > 0 ? (float)smax / vmax : 0.0f;
-    for (int g = 0; g < ng; g++) q[g] = (uint8_t)pf_qround(inv * v[g], 0, smax);
+/* Offset form, one group: levels nearest to (x + m1)/d1 in [0, nmax] for the decoder's d1 and m1;
+ * returns Σ (d1·l - m1 - x)² and stores the levels when L != NULL. */
+static float affine_group(const float *x, int gs, int nmax, float d1, float m1, float gamax, uint8_t *L) {
+    float e[4] = {0, 0, 0, 0};
+    if (d1 == 0.0f) {
+        for (int i = 0; i < gs; i += 4)
+            for (int j = 0; j < 4; j++) {
+                const float diff = -m1 - x[i + j];
+                e[j] += diff * diff;
+            }
+        if (L) memset(L, 0, (size_t)gs);
+        return sum4(e);
+    }
+    const float id = 1.0f / d1;
+    if (!((gamax + fabsf(m1)) * fabsf(id) < PF_FAST_LIMIT)) { /* odd magnitudes: exact slow path */
+        float s = 0.0f;
+        for (int i = 0; i < gs; i++) {
+            const int l = pf_qround((x[i] + m1) * id, 0, nmax);
+            if (L) L[i] = (uint8_t)l;
+            const float diff = d1 * (float)l - m1 - x[i];
+            s += diff * diff;
+        }
+        return s;
+    }
+    for (int i = 0; i < gs; i += 4)
+        for (int j = 0; j < 4; j++) {
+            const float l = (float)pf_clampi(pf_nearest((x[i + j] + m1) * id), 0, nmax);
+            const float diff = d1 * l - m1 - x[i + j];
+            e[j] += diff * diff;
+        }
+    if (L)
+        for (int i = 0; i < gs; i++) L[i] = (uint8_t)pf_clampi(pf_nearest((x[i] + m1) * id), 0, nmax);
+    return sum4(e);
+}
+
+/* State of an offset-form super-block encoding. */
+typedef struct {
+    const float *x;
+    int ng, gs, nmax, smax;
+    float gamax[PF_MAX_SUPER / 16], ge[PF_MAX_SUPER / 16];
+    uint8_t *ls, *lm, *L;
+    uint16_t d, dmin;
+    float fd, fm;
+} kaff;
+
+static double kaff_eval(kaff *k, float fd, float fm, float *ge, bool store) {
+    double t = 0.0;
+    for (int g = 0; g < k->ng; g++) {
+        ge[g] = affine_group(k->x + g * k->gs, k->gs, k->nmax, fd * (float)k->ls[g], fm * (float)k->lm[g], k->gamax[g],
+                             store ? k->L + g * k->gs : NULL);
+        t += ge[g];
+    }
+    return t;
+}
+
+/* Least-squares refit of (d, dmin) for the current integers: x ≈ d·a + dmin·b with
+ * a = ls[g]·L, b = -lm[g] (2x2 normal equations), kept when the error drops. k->L must hold
+ * the levels of the current encoding. */
+static void kaff_refit(kaff *k, double *total) {
+    const int gs = k->gs;
+    double saa = 0, sab = 0, sbb = 0, sax = 0, sbx = 0;
+    for (int g = 0; g < k->ng; g++) {
+        const uint8_t *Lg = k->L + g * gs;
+        const float *xg = k->x + g * gs;
+        float p[4] = {0, 0, 0, 0}, q[4] = {0, 0, 0, 0}, r[4] = {0, 0, 0, 0}, s[4] = {0, 0, 0, 0};
+        for (int i = 0; i < gs; i += 4)
+            for (int j = 0; j < 4; j++) {
+                const float l = (float)Lg[i + j];
+                p[j] += l;
+                q[j] += l * l;
+                r[j] += l * xg[i + j];
+                s[j] += xg[i + j];
+            }
+        const double A = k->ls[g], B = -(double)k->lm[g];
+        saa += A * A * sum4(q);
+        sab += A * B * sum4(p);
+        sbb += B * B * gs;
+        sax += A * sum4(r);
+        sbx += B * sum4(s);
+    }
+    const double det = saa * sbb - sab * sab;
+    double nd = -1, nm = -1;
+    if (sbb > 0 && det > 1e-12 * saa * sbb) {
+        nd = (sax * sbb - sbx * sab) / det;
+        nm = (saa * sbx - sab * sax) / det;
+    } else if (saa > 0) {
+        nd = sax / saa;
+        nm = k->fm;
+    }
+    if (!(nd >= 0 && nm >= 0)) return;
+    const uint16_t hd = pf_half_sat((float)nd), hm = pf_half_sat((float)nm);
+    if (hd == k->d && hm == k->dmin) return;
+    const float td = pf_fp16_to_fp32(hd), tm = pf_fp16_to_fp32(hm);
+    float te[PF_MAX_SUPER / 16];
+    const double t = kaff_eval(k, td, tm, te, false);
+    if (t < *total) {
+        *total = t;
+        k->d = hd;
+        k->dmin = hm;
+        k->fd = td;
+        k->fm = tm;
+        memcpy(k->ge, te, sizeof(float) * (size_t)k->ng);
+    }
+}
+
+/* Each group tries the 8 neighbours (±1) of its integer scale and min for the stored d and dmin
+ * (the groups' errors are independent); the best strict improvement is kept. */
+static void kaff_nudge(kaff *k) {
+    const int smax = k->smax;
+    for (int g = 0; g < k->ng; g++) {
+        const int s0 = k->ls[g], m0 = k->lm[g];
+        int bs = s0, bm = m0;
+        for (int s = s0 - 1; s <= s0 + 1; s++) {
+            for (int m = m0 - 1; m <= m0 + 1; m++) {
+                if (s < 0 || s > smax || m < 0 || m > smax || (s == s0 && m == m0)) continue;
+                const float e = affine_group(k->x + g * k->gs, k->gs, k->nmax, k->fd * (float)s, k->fm * (float)m,
+                                             k->gamax[g], NULL);
+                if (e < k->ge[g]) {
+                    k->ge[g] = e;
+                    bs = s;
+                    bm = m;
+                }
+            }
+        }
+        k->ls[g] = (uint8_t)bs;
+        k->lm[g] = (uint8_t)bm;
+    }
 }
 
 double pf_k_affine_encode(const float *x, int ng, int gs, int nmax, int smax, const float *sc, const float *mn,
                           uint8_t *ls, uint8_t *lm, uint16_t *d, uint16_t *dmin, uint8_t *L) {
+    kaff k = {.x = x, .ng = ng, .gs = gs, .nmax = nmax, .smax = smax, .ls = ls, .lm = lm, .L = L};
     float max_sc = 0.0f, max_mn = 0.0f;
     for (int g = 0; g < ng; g++) {
-        if (sc[g] > max_sc) max_sc = sc[g];
-        if (mn[g] > max_mn) max_mn = mn[g];
+        max_sc = sc[g] > max_sc ? sc[g] : max_sc;
+        max_mn = mn[g] > max_mn ? mn[g] : max_mn;
+        k.gamax[g] = group_amax(x + g * gs, gs);
     }
-    k_quant_scales(ng, sc, max_sc, smax, ls);
-    k_quant_scales(ng, mn, max_mn, smax, lm);
-    *d = pf_half_sat(max_sc / (float)smax);
-    *dmin = pf_half_sat(max_mn / (float)smax);
-    double best = k_affine_levels(x, ng, gs, nmax, ls, lm, *d, *dmin, L);
-    uint8_t tmp[PF_MAX_GROUP];
-    for (int it = 0; it < 2; it++) {
-        /* Per group, the best of the 8 neighbours (±1) of its integer scale and min, for the
-         * stored d and dmin (the groups' errors are independent). */
-        for (int g = 0; g < ng; g++) {
-            const float *xg = x + g * gs;
-            double ge = k_affine_levels(xg, 1, gs, nmax, &ls[g], &lm[g], *d, *dmin, tmp);
-            int bs = ls[g], bm = lm[g];
-            for (int s2 = ls[g] - 1; s2 <= ls[g] + 1; s2++) {
-                for (int m2 = lm[g] - 1; m2 <= lm[g] + 1; m2++) {
-                    if (s2 < 0 || s2 > smax || m2 < 0 || m2 > smax || (s2 == ls[g] && m2 == lm[g])) continue;
-                    uint8_t a = (uint8_t)s2, b = (uint8_t)m2;
-                    double e = k_affine_levels(xg, 1, gs, nmax, &a, &b, *d, *dmin, tmp);
-                    if (e < ge) { ge = e; bs = s2; bm = m2; }
-                }
-            }
-            ls[g] = (uint8_t)bs;
-            lm[g] = (uint8_t)bm;
-        }
-        best = k_affine_levels(x, ng, gs, nmax, ls, lm, *d, *dmin, L);
-        /* x ≈ d·a + dmin·b with a = ls[g]·L, b = -lm[g]: 2x2 normal equations in (d, dmin). */
-        double saa = 0, sab = 0, sbb = 0, sax = 0, sbx = 0;
-        for (int g = 0; g < ng; g++) {
-            for (int i = g * gs; i < (g + 1) * gs; i++) {
-                double a = (double)ls[g] * L[i], b = -(double)lm[g];
-                saa += a * a; sab += a * b; sbb += b * b; sax += a * x[i]; sbx += b * x[i];
-            }
-        }
-        double det = saa * sbb - sab * sab, nd, nm;
-        if (sbb > 0 && det > 1e-12 * saa * sbb) {
-            nd = (sax * sbb - sbx * sab) / det;
-            nm = (saa * sbx - sab * sax) / det;
-        } else if (saa > 0) {
-            nd = sax / saa;
-            nm = pf_fp16_to_fp32(*dmin);
-        } else {
-            break;
-        }
-        uint16_t hd = pf_half_sat((float)nd), hm = pf_half_sat((float)nm);
-        if (hd == *d && hm == *dmin) break;
-        double e = k_affine_levels(x, ng, gs, nmax, ls, lm, hd, hm, tmp);
-        if (!(e < best)) break;
-        best = e; *d = hd; *dmin = hm;
-        memcpy(L, tmp, (size_t)(ng * gs));
+    /* ggml's rule: the largest scale and min map to smax. */
+    const float inv_s = max_sc > 0 ? (float)smax / max_sc : 0.0f, inv_m = max_mn > 0 ? (float)smax / max_mn : 0.0f;
+    for (int g = 0; g < ng; g++) {
+        ls[g] = (uint8_t)pf_clampi(pf_nearest(inv_s * sc[g]), 0, smax);
+        lm[g] = (uint8_t)pf_clampi(pf_nearest(inv_m * mn[g]), 0, smax);
     }
-    return best;
+    k.d = pf_half_sat(max_sc / (float)smax);
+    k.dmin = pf_half_sat(max_mn / (float)smax);
+    k.fd = pf_fp16_to_fp32(k.d);
+    k.fm = pf_fp16_to_fp32(k.dmin);
+    double total = kaff_eval(&k, k.fd, k.fm, k.ge, true);
+    kaff_refit(&k, &total);
+    kaff_nudge(&k);
+    *d = k.d;
+    *dmin = k.dmin;
+    return kaff_eval(&k, k.fd, k.fm, k.ge, true);
 }
 
-/* Nearest signed levels for the stored (d, ls); returns the squared error. */
-static double k_sym_levels(const float *x, int ng, int gs, int nmax, const int8_t *ls, uint16_t dh, int8_t *L) {
-    const float d = pf_fp16_to_fp32(dh);
-    double e = 0.0;
-    for (int g = 0; g < ng; g++) {
-        const float dl = d * (float)ls[g];
-        for (int i = g * gs; i < (g + 1) * gs; i++) {
-            int l = dl != 0.0f ? pf_qround(x[i] / dl, -nmax, nmax - 1) : 0;
-            L[i] = (int8_t)l;
-            double diff = (double)(dl * (float)l) - x[i];
-            e += diff * diff;
-        }
+/* Signed form, one group: levels nearest to x/dl in [-nmax, nmax-1]; returns Σ (dl·l - x)². */
+static float sym_group(const float *x, int gs, int nmax, float dl, float gamax, int8_t *L) {
+    float e[4] = {0, 0, 0, 0};
+    if (dl == 0.0f) {
+        for (int i = 0; i < gs; i += 4)
+            for (int j = 0; j < 4; j++) e[j] += x[i + j] * x[i + j];
+        if (L) memset(L, 0, (size_t)gs);
+        return sum4(e);
     }
-    return e;
+    const float id = 1.0f / dl;
+    if (!(gamax * fabsf(id) < PF_FAST_LIMIT)) {
+        float s = 0.0f;
+        for (int i = 0; i < gs; i++) {
+            const int l = pf_qround(x[i] * id, -nmax, nmax - 1);
+            if (L) L[i] = (int8_t)l;
+            const float diff = dl * (float)l - x[i];
+            s += diff * diff;
+        }
+        return s;
+    }
+    for (int i = 0; i < gs; i += 4)
+        for (int j = 0; j < 4; j++) {
+            const float l = (float)pf_clampi(pf_nearest(x[i + j] * id), -nmax, nmax - 1);
+            const float diff = dl * l - x[i + j];
+            e[j] += diff * diff;
+        }
+    if (L)
+        for (int i = 0; i < gs; i++) L[i] = (int8_t)pf_clampi(pf_nearest(x[i] * id), -nmax, nmax - 1);
+    return sum4(e);
 }
 
 double pf_k_sym_encode(const float *x, int ng, int gs, int nmax, int smax, const float *sc, int8_t *ls,
                        uint16_t *d, int8_t *L) {
-    float amax = 0.0f;
-    float max = signed_absmax(ng, sc, &amax);
-    if (amax < PF_GROUP_EPS) {
-        memset(ls, 0, (size_t)ng);
+    float amax = 0.0f, gamax[PF_MAX_SUPER / 16], ge[PF_MAX_SUPER / 16];
+    const float max = signed_absmax(ng, sc, &amax);
+    for (int g = 0; g < ng; g++) gamax[g] = group_amax(x + g * gs, gs);
+    if (!(amax >= PF_GROUP_EPS)) {
+        for (int g = 0; g < ng; g++) ls[g] = 0;
         *d = 0;
-        return k_sym_levels(x, ng, gs, nmax, ls, *d, L);
+        double t = 0.0;
+        for (int g = 0; g < ng; g++) t += sym_group(x + g * gs, gs, nmax, 0.0f, gamax[g], L + g * gs);
+        return t;
     }
+    /* ggml's rule: the scale of largest magnitude maps to -smax. */
     const float iscale = -(float)smax / max;
-    for (int g = 0; g < ng; g++) ls[g] = (int8_t)pf_qround(iscale * sc[g], -smax, smax - 1);
+    for (int g = 0; g < ng; g++) ls[g] = (int8_t)pf_clampi(pf_nearest(iscale * sc[g]), -smax, smax - 1);
     *d = pf_half_sat(1.0f / iscale);
-    double best = k_sym_levels(x, ng, gs, nmax, ls, *d, L);
-    int8_t tmp[PF_MAX_GROUP];
-    for (int it = 0; it < 2; it++) {
-        /* Per group, the better of its integer scale's neighbours (±1), for the stored d. */
-        for (int g = 0; g < ng; g++) {
-            const float *xg = x + g * gs;
-            double ge = k_sym_levels(xg, 1, gs, nmax, &ls[g], *d, tmp);
-            int bs = ls[g];
-            for (int s2 = ls[g] - 1; s2 <= ls[g] + 1; s2 += 2) {
-                if (s2 < -smax || s2 > smax - 1) continue;
-                int8_t a = (int8_t)s2;
-                double e = k_sym_levels(xg, 1, gs, nmax, &a, *d, tmp);
-                if (e < ge) { ge = e; bs = s2; }
-            }
-            ls[g] = (int8_t)bs;
-        }
-        best = k_sym_levels(x, ng, gs, nmax, ls, *d, L);
-        double saa = 0, sax = 0; /* x ≈ d·a with a = ls[g]·L */
-        for (int g = 0; g < ng; g++) {
-            for (int i = g * gs; i < (g + 1) * gs; i++) {
-                double a = (double)ls[g] * L[i];
-                saa += a * a; sax += a * x[i];
-            }
-        }
-        if (!(saa > 0)) break;
-        uint16_t hd = pf_half_sat((float)(sax / saa));
-        if (hd == *d) break;
-        double e = k_sym_levels(x, ng, gs, nmax, ls, hd, tmp);
-        if (!(e < best)) break;
-        best = e; *d = hd;
-        memcpy(L, tmp, (size_t)(ng * gs));
+    float fd = pf_fp16_to_fp32(*d);
+    double total = 0.0;
+    for (int g = 0; g < ng; g++) {
+        ge[g] = sym_group(x + g * gs, gs, nmax, fd * (float)ls[g], gamax[g], L + g * gs);
+        total += ge[g];
     }
-    return best;
+
+    /* Least-squares refit of d for the chosen integers (x ≈ d·a, a = ls[g]·L). */
+    {
+        double saa = 0, sax = 0;
+        for (int g = 0; g < ng; g++) {
+            const int8_t *Lg = L + g * gs;
+            const float *xg = x + g * gs;
+            float q[4] = {0, 0, 0, 0}, r[4] = {0, 0, 0, 0};
+            for (int i = 0; i < gs; i += 4)
+                for (int j = 0; j < 4; j++) {
+                    const float l = (float)Lg[i + j];
+                    q[j] += l * l;
+                    r[j] += l * xg[i + j];
+                }
+            saa += (double)ls[g] * ls[g] * sum4(q);
+            sax += (double)ls[g] * sum4(r);
+        }
+        if (saa > 0) {
+            const uint16_t hd = pf_half_sat((float)(sax / saa));
+            if (hd != *d) {
+                const float td = pf_fp16_to_fp32(hd);
+                float te[PF_MAX_SUPER / 16];
+                double t = 0.0;
+                for (int g = 0; g < ng; g++) {
+                    te[g] = sym_group(x + g * gs, gs, nmax, td * (float)ls[g], gamax[g], NULL);
+                    t += te[g];
+                }
+                if (t < total) {
+                    total = t;
+                    *d = hd;
+                    fd = td;
+                    memcpy(ge, te, sizeof(float) * (size_t)ng);
+                }
+            }
+        }
+    }
+
+    /* Each group tries the neighbours (±1) of its integer scale for the stored d. */
+    for (int g = 0; g < ng && fd != 0.0f; g++) {
+        const int s0 = ls[g];
+        for (int s = s0 - 1; s <= s0 + 1; s += 2) {
+            if (s < -smax || s > smax - 1) continue;
+            const float e = sym_group(x + g * gs, gs, nmax, fd * (float)s, gamax[g], NULL);
+            if (e < ge[g]) {
+                ge[g] = e;
+                ls[g] = (int8_t)s;
+            }
+        }
+    }
+    total = 0.0;
+    for (int g = 0; g < ng; g++) total += sym_group(x + g * gs, gs, nmax, fd * (float)ls[g], gamax[g], L + g * gs);
+    return total;
 }
