@@ -4,6 +4,7 @@
 #include <math.h>
 #include <stdint.h>
 
+#include "kernels/kernels_internal.h"
 #include "testing.h"
 
 static const pf_type k_weights[] = {PF_TYPE_F32,  PF_TYPE_F16,  PF_TYPE_BF16, PF_TYPE_Q4_0,  PF_TYPE_Q4_1,
@@ -98,6 +99,39 @@ static void test_vec_dot(const pf_kernels *sc, const pf_kernels *av) {
     }
 }
 
+/* ---- prepared-activation kernels (pf_matmul's AVX2 Q4_0 / Q8_0 path) vs vec_dot ------------ */
+static void test_pre_kernels(const pf_kernels *av) {
+    const pf_type types[2] = {PF_TYPE_Q4_0, PF_TYPE_Q8_0};
+    const pf_dot_pre_fn fns[2] = {pf_avx2_dot_q4_0_pre, pf_avx2_dot_q8_0_pre};
+    const int nbs[] = {1, 3, 7, 8, 9, 16, 17, 33, 257};
+    for (int k = 0; k < 2; k++) {
+        int bad = 0, total = 0;
+        for (size_t si = 0; si < sizeof nbs / sizeof nbs[0]; si++) {
+            int64_t n = 32 * nbs[si];
+            float *x = xmalloc((size_t)n * 4), *y = xmalloc((size_t)n * 4), *pre = xmalloc((size_t)n / 16 * 4);
+            fill(x, n, 0.1f);
+            fill(y, n, 2.0f);
+            void *qx = quant_ref(types[k], x, n), *qy = quant_ref(PF_TYPE_Q8_0, y, n);
+            float *xd = xmalloc((size_t)n * 4), *yd = xmalloc((size_t)n * 4);
+            pf_type_get(types[k])->to_float(qx, xd, n);
+            pf_type_get(PF_TYPE_Q8_0)->to_float(qy, yd, n);
+            double mag = 0.0;
+            for (int64_t i = 0; i < n; i++) mag += fabs((double)xd[i] * yd[i]);
+            pf_avx2_prep_q8_0(n, qy, pre);
+            float a = NAN, b = NAN;
+            av->vec_dot[types[k]](n, &a, qx, qy);
+            fns[k](n, &b, qx, qy, pre);
+            if (!(fabs((double)a - b) <= 2e-6 * mag + 1e-30)) {
+                if (bad < 3) fprintf(stderr, "  pre %s n=%lld: %.9g vs %.9g\n", pf_type_name(types[k]), (long long)n, a, b);
+                bad++;
+            }
+            total++;
+            free(x); free(y); free(pre); free(qx); free(qy); free(xd); free(yd);
+        }
+        CHECK(&T, bad == 0, "prepared kernel %s: %d of %d differ from vec_dot", pf_type_name(types[k]), bad, total);
+    }
+}
+
 /* ---- activation quantizers: AVX2 bytes == reference bytes ----------------------------------- */
 
 /* Blocks of hand-made cases: zeros, exact .5 ties (amax 127 gives id = 1), equal magnitudes of
@@ -182,12 +216,14 @@ static double act_qerr(pf_type vt, const float *x, int64_t n, int64_t i) {
 static void test_matmul_type(pf_compute *cs[2][2], pf_type t) {
     const pf_type_traits *tr = pf_type_get(t);
     pf_type vt = tr->vec_dot_type;
-    const int64_t n_in = tr->block_size == 256 ? 768 : tr->block_size == 32 ? 224 : 100;
-    const int64_t outs[] = {1, 5, 37};
+    /* 19 blocks of 32: two groups of 8 plus a tail for the prepared-activation kernels */
+    const int64_t n_in = tr->block_size == 256 ? 768 : tr->block_size == 32 ? 608 : 100;
+    /* 300 rows exceed one per-thread chunk of the float GEMM path (n_in 100) */
+    const int64_t outs[] = {1, 5, 37, 300};
     const int64_t toks[] = {1, 2, 5, 17};
     int bad_ref = 0, bad_self = 0, bad_rc = 0, total = 0;
     double worst = 0.0;
-    for (int oi = 0; oi < 3; oi++) {
+    for (int oi = 0; oi < 4; oi++) {
         int64_t n_out = outs[oi];
         float *wf = xmalloc((size_t)(n_out * n_in) * 4), *wd = xmalloc((size_t)(n_out * n_in) * 4);
         fill(wf, n_out * n_in, 0.02f);
@@ -244,9 +280,10 @@ static void test_matmul_type(pf_compute *cs[2][2], pf_type t) {
                             if (mag > 0 && fabs(got - exact) / mag > worst) worst = fabs(got - exact) / mag;
                             float s;
                             k->vec_dot[t](n_in, &s, wq + r * rs, xr);
-                            /* quantized types run the very same kernel: bit-identical; the float
-                             * GEMM tile sums in another order */
-                            double stol = vt == PF_TYPE_F32 ? 1e-5 * mag + 1e-30 : 0.0;
+                            /* the scalar table runs the very same kernel: bit-identical; AVX2 may
+                             * use the float GEMM tile or a prepared-activation kernel, which sum
+                             * in another order */
+                            double stol = k->isa == PF_ISA_SCALAR ? 0.0 : 2e-6 * mag + 1e-30;
                             if (!(fabs((double)s - got) <= stol)) {
                                 if (bad_self++ < 3)
                                     fprintf(stderr, "  %s %s: matmul %.9g vs vec_dot %.9g\n", tr->name, k->name, got, s);
@@ -349,6 +386,7 @@ int main(void) {
         test_vec_dot(sc, av);
         test_quantize_rows(sc, av);
         test_to_float(sc, av);
+        test_pre_kernels(av);
     } else {
         printf("CPU lacks AVX2+FMA+F16C: skipping the AVX2-vs-scalar kernel checks\n");
     }

@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "kernels/kernels_internal.h"
+#include "quant/blocks.h"
 
 struct pf_compute {
     pf_pool *pool;
@@ -93,7 +94,8 @@ static void par_for_task(void *vctx, int ith, int nth) {
 static void parallel_for(pf_compute *c, int64_t n, int64_t chunk, range_fn body, void *ctx) {
     if (chunk < 1) chunk = 1;
     if (n <= chunk || c->n_threads == 1) {
-        body(ctx, 0, n, 0);
+        /* Bodies size per-thread buffers for one chunk: never hand them more. */
+        for (int64_t i0 = 0; i0 < n; i0 += chunk) body(ctx, i0, i0 + chunk < n ? i0 + chunk : n, 0);
         return;
     }
     par_for pf = {.n = n, .chunk = chunk, .body = body, .ctx = ctx};
@@ -118,6 +120,12 @@ typedef struct mm_ctx {
     /* quantization step */
     pf_from_float_fn quant;
     const float *x;
+    /* prepared-activation kernel (AVX2 Q4_0 / Q8_0), NULL otherwise */
+    pf_dot_pre_fn pre_dot;
+    float *pre;         /* per token: pre_stride floats                */
+    int64_t pre_stride;
+    /* float matvec over 4 rows at a time (AVX2 f32 / f16 / bf16, one token), NULL otherwise */
+    pf_matvec4_fn mv4;
     /* float GEMM path */
     pf_to_float_fn conv; /* NULL: weights are f32 already          */
     float *tiles;        /* n_threads * tile_floats                */
@@ -128,8 +136,11 @@ typedef struct mm_ctx {
 static void mm_quant_rows(void *vctx, int64_t t0, int64_t t1, int ith) {
     (void)ith;
     mm_ctx *m = vctx;
-    for (int64_t t = t0; t < t1; t++)
-        m->quant(m->x + t * m->n_in, (void *)(m->xq + (size_t)t * m->xrow), m->n_in);
+    for (int64_t t = t0; t < t1; t++) {
+        void *q = (void *)(m->xq + (size_t)t * m->xrow);
+        m->quant(m->x + t * m->n_in, q, m->n_in);
+        if (m->pre_dot) pf_avx2_prep_q8_0(m->n_in, q, m->pre + t * m->pre_stride);
+    }
 }
 
 /* Output rows [r0, r1) of every token with the vec_dot kernel: tokens in tiles of
@@ -137,8 +148,23 @@ static void mm_quant_rows(void *vctx, int64_t t0, int64_t t1, int ith) {
 static void mm_dot_rows(void *vctx, int64_t r0, int64_t r1, int ith) {
     (void)ith;
     const mm_ctx *m = vctx;
+    if (m->pre_dot) {
+        for (int64_t t0 = 0; t0 < m->n_tok; t0 += MM_TOK_TILE) {
+            int64_t t1 = t0 + MM_TOK_TILE < m->n_tok ? t0 + MM_TOK_TILE : m->n_tok;
+            for (int64_t r = r0; r < r1; r++) {
+                const uint8_t *wr = m->w + (size_t)r * m->wrow;
+                for (int64_t t = t0; t < t1; t++)
+                    m->pre_dot(m->n_in, &m->y[t * m->n_out + r], wr, m->xq + (size_t)t * m->xrow,
+                               m->pre + t * m->pre_stride);
+            }
+        }
+        return;
+    }
     if (m->n_tok == 1) {
-        for (int64_t r = r0; r < r1; r++) m->vd(m->n_in, &m->y[r], m->w + (size_t)r * m->wrow, m->xq);
+        int64_t r = r0;
+        if (m->mv4)
+            for (; r + 4 <= r1; r += 4) m->mv4(m->n_in, m->w + (size_t)r * m->wrow, m->wrow, m->x, &m->y[r]);
+        for (; r < r1; r++) m->vd(m->n_in, &m->y[r], m->w + (size_t)r * m->wrow, m->xq);
         return;
     }
     for (int64_t t0 = 0; t0 < m->n_tok; t0 += MM_TOK_TILE) {
@@ -176,6 +202,16 @@ static void mm_gemm_rows(void *vctx, int64_t r0, int64_t r1, int ith) {
 
 static bool is_float_type(pf_type t) { return t == PF_TYPE_F32 || t == PF_TYPE_F16 || t == PF_TYPE_BF16; }
 
+/* The prepared-activation kernel for weight type t, if the table has one. */
+static pf_dot_pre_fn pre_kernel(const pf_kernels *k, pf_type t) {
+    if (k->isa != PF_ISA_AVX2) return NULL;
+    switch (t) {
+    case PF_TYPE_Q4_0: return pf_avx2_dot_q4_0_pre;
+    case PF_TYPE_Q8_0: return pf_avx2_dot_q8_0_pre;
+    default: return NULL;
+    }
+}
+
 int pf_matmul(pf_compute *c, const void *w, pf_type wtype, int64_t n_out, int64_t n_in, const float *x, int64_t n_tok,
               float *y, pf_error *err) {
     if (c == NULL || w == NULL || x == NULL || y == NULL)
@@ -200,8 +236,12 @@ int pf_matmul(pf_compute *c, const void *w, pf_type wtype, int64_t n_out, int64_
     mm_ctx m = {.vd = vd, .w = w, .wrow = pf_row_size(wtype, n_in), .n_in = n_in, .n_out = n_out, .n_tok = n_tok,
                 .y = y, .x = x};
     const bool gemm = is_float_type(wtype) && k->isa == PF_ISA_AVX2 && n_tok >= 2;
+    if (k->isa == PF_ISA_AVX2 && n_tok == 1)
+        m.mv4 = wtype == PF_TYPE_F32 ? pf_avx2_matvec4_f32
+              : wtype == PF_TYPE_F16 ? pf_avx2_matvec4_f16
+              : wtype == PF_TYPE_BF16 ? pf_avx2_matvec4_bf16 : NULL;
     int64_t block_rows = 0;
-    size_t act_bytes = 0, tile_bytes = 0;
+    size_t act_bytes = 0, pre_bytes = 0, tile_bytes = 0;
     const pf_type vdt = tr->vec_dot_type;
     if (vdt != PF_TYPE_F32) {
         const pf_type_traits *vt = pf_type_get(vdt);
@@ -213,6 +253,11 @@ int pf_matmul(pf_compute *c, const void *w, pf_type wtype, int64_t n_out, int64_
             return pf_error_set(err, PF_ERR_ARG, "pf_matmul: n_in=%lld is not whole %s blocks", (long long)n_in,
                                 pf_type_name(vdt));
         act_bytes = ((size_t)n_tok * m.xrow + 63) & ~(size_t)63;
+        m.pre_dot = pre_kernel(k, wtype);
+        if (m.pre_dot) {
+            m.pre_stride = 2 * (n_in / QK8_0);
+            pre_bytes = ((size_t)(n_tok * m.pre_stride) * sizeof(float) + 63) & ~(size_t)63;
+        }
     } else {
         m.xq = (const uint8_t *)x;
         m.xrow = (size_t)n_in * sizeof(float);
@@ -227,13 +272,14 @@ int pf_matmul(pf_compute *c, const void *w, pf_type wtype, int64_t n_out, int64_
             tile_bytes = (size_t)c->n_threads * (size_t)m.tile_floats * sizeof(float);
         }
     }
-    if (act_bytes + tile_bytes > 0) {
-        uint8_t *work = grow(&c->work, &c->work_cap, act_bytes + tile_bytes);
+    const size_t work_bytes = act_bytes + pre_bytes + tile_bytes;
+    if (work_bytes > 0) {
+        uint8_t *work = grow(&c->work, &c->work_cap, work_bytes);
         if (work == NULL)
-            return pf_error_set(err, PF_ERR_NOMEM, "pf_matmul: out of memory for %zu bytes of scratch",
-                                act_bytes + tile_bytes);
+            return pf_error_set(err, PF_ERR_NOMEM, "pf_matmul: out of memory for %zu bytes of scratch", work_bytes);
         if (act_bytes) m.xq = work;
-        if (tile_bytes) m.tiles = (float *)(void *)(work + act_bytes);
+        if (pre_bytes) m.pre = (float *)(void *)(work + act_bytes);
+        if (tile_bytes) m.tiles = (float *)(void *)(work + act_bytes + pre_bytes);
     }
 
     /* 1. activations -> vec_dot_type, once */

@@ -2,7 +2,8 @@
  * Common scheme: unsigned quant bytes times signed Q8_K bytes with maddubs (16 int16 per 32
  * elements), times the sub-block scales with madd (int32), summed exactly per super-block;
  * offsets (the -min of Q2_K/Q4_K/Q5_K, the -4 of Q3_K, the -32 of Q6_K) are applied through
- * the Q8_K per-16 sums bsums. The super-block total is then scaled by d in float. */
+ * the Q8_K per-16 sums bsums. The super-block total is then scaled by d in float. The weight
+ * row is prefetched ahead (pf_prefetch_ahead). */
 #include "kernels/kernels_internal.h"
 #include "kernels/simd_avx2.h"
 
@@ -29,6 +30,7 @@ void pf_avx2_vec_dot_q2_k_q8_k(int64_t n, float *s, const void *vx, const void *
     float summ = 0.0f;
     for (int64_t i = 0; i < nb; i++) {
         const uint8_t *bx = PF_BLK(block_q2_K, vx, i), *by = PF_BLK(block_q8_K, vy, i);
+        pf_prefetch_ahead(bx, sizeof(block_q2_K));
         const float d = q8k_d(by) * pf_ldh(PF_FLD(block_q2_K, bx, d));
         const float dmin = q8k_d(by) * pf_ldh(PF_FLD(block_q2_K, bx, dmin));
         const __m128i raw = _mm_loadu_si128((const __m128i *)PF_FLD(block_q2_K, bx, scales));
@@ -76,6 +78,7 @@ void pf_avx2_vec_dot_q3_k_q8_k(int64_t n, float *s, const void *vx, const void *
     __m256 acc = _mm256_setzero_ps();
     for (int64_t i = 0; i < nb; i++) {
         const uint8_t *bx = PF_BLK(block_q3_K, vx, i), *by = PF_BLK(block_q8_K, vy, i);
+        pf_prefetch_ahead(bx, sizeof(block_q3_K));
         const float d = q8k_d(by) * pf_ldh(PF_FLD(block_q3_K, bx, d));
         const __m128i sc = q3k_scales(PF_FLD(block_q3_K, bx, scales));
         const __m256i hm = _mm256_loadu_si256((const __m256i *)PF_FLD(block_q3_K, bx, hmask));
@@ -136,6 +139,7 @@ void pf_avx2_vec_dot_q4_k_q8_k(int64_t n, float *s, const void *vx, const void *
     float summ = 0.0f;
     for (int64_t i = 0; i < nb; i++) {
         const uint8_t *bx = PF_BLK(block_q4_K, vx, i), *by = PF_BLK(block_q8_K, vy, i);
+        pf_prefetch_ahead(bx, sizeof(block_q4_K));
         const float d = q8k_d(by) * pf_ldh(PF_FLD(block_q4_K, bx, d));
         const float dmin = q8k_d(by) * pf_ldh(PF_FLD(block_q4_K, bx, dmin));
         uint64_t sc8, mn8;
@@ -177,6 +181,7 @@ void pf_avx2_vec_dot_q5_k_q8_k(int64_t n, float *s, const void *vx, const void *
     float summ = 0.0f;
     for (int64_t i = 0; i < nb; i++) {
         const uint8_t *bx = PF_BLK(block_q5_K, vx, i), *by = PF_BLK(block_q8_K, vy, i);
+        pf_prefetch_ahead(bx, sizeof(block_q5_K));
         const float d = q8k_d(by) * pf_ldh(PF_FLD(block_q5_K, bx, d));
         const float dmin = q8k_d(by) * pf_ldh(PF_FLD(block_q5_K, bx, dmin));
         uint64_t sc8, mn8;
@@ -218,6 +223,7 @@ void pf_avx2_vec_dot_q6_k_q8_k(int64_t n, float *s, const void *vx, const void *
     __m256 acc = _mm256_setzero_ps();
     for (int64_t i = 0; i < nb; i++) {
         const uint8_t *bx = PF_BLK(block_q6_K, vx, i), *by = PF_BLK(block_q8_K, vy, i);
+        pf_prefetch_ahead(bx, sizeof(block_q6_K));
         const float d = q8k_d(by) * pf_ldh(PF_FLD(block_q6_K, bx, d));
         const __m128i sc = _mm_loadu_si128((const __m128i *)PF_FLD(block_q6_K, bx, scales));
         __m256i sumi = _mm256_slli_epi32(_mm256_madd_epi16(load_bsums(by), _mm256_cvtepi8_epi16(sc)), 5);

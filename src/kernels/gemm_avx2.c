@@ -36,7 +36,8 @@ static void tile_4x3(int64_t n, const float *a, int64_t lda, const float *b, int
                      {pf_hsum_ps(c30), pf_hsum_ps(c31), pf_hsum_ps(c32)}};
     for (; k < n; k++)
         for (int i = 0; i < 4; i++)
-            for (int t = 0; t < 3; t++) r[i][t] += a[i * lda + k] * b[t * ldb + k];
+            for (int t = 0; t < 3; t++)
+                r[i][t] += pf_ldf((const uint8_t *)(a + i * lda + k)) * pf_ldf((const uint8_t *)(b + t * ldb + k));
     for (int i = 0; i < 4; i++)
         for (int t = 0; t < 3; t++) c[t * ldc + i] = r[i][t];
 }
@@ -52,6 +53,74 @@ void pf_avx2_gemm_f32_tile(int64_t n, const float *a, int64_t lda, const float *
     for (int t = 0; t < nt; t++)
         for (int r = 0; r < nr; r++) pf_avx2_vec_dot_f32_f32(n, &c[t * ldc + r], a + r * lda, b + t * ldb);
 }
+
+/* 8 weights at element i of a float-format row, widened to f32. */
+#define W8_F32(p, i) _mm256_loadu_ps((const float *)(const void *)(p) + (i))
+#define W8_F16(p, i) _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)((const uint8_t *)(p) + 2 * (i))))
+#define W8_BF16(p, i) \
+    _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(_mm_loadu_si128((const __m128i *)((const uint8_t *)(p) + 2 * (i)))), 16))
+
+/* Scalar weight i of a float-format row. */
+static inline float w1_f32(const uint8_t *p, int64_t i) { return pf_ldf(p + 4 * i); }
+static inline float w1_f16(const uint8_t *p, int64_t i) { return pf_ldh(p + 2 * i); }
+static inline float w1_bf16(const uint8_t *p, int64_t i) {
+    uint16_t h;
+    memcpy(&h, p + 2 * i, 2);
+    uint32_t u = (uint32_t)h << 16;
+    float f;
+    memcpy(&f, &u, 4);
+    return f;
+}
+
+/* out[r] = dot(row r, y) for the 4 rows at w, w + wrow, w + 2 wrow, w + 3 wrow: each y vector
+ * is loaded once for four rows (a single-row matvec would re-read y, which does not stay in
+ * L1 next to the streamed weights, once per row); each row is prefetched ahead. */
+#define MATVEC4(NAME, W8, W1, ESZ)                                                                      \
+    void NAME(int64_t n, const void *w, size_t wrow, const float *y, float *out) {                        \
+        const uint8_t *r0 = w, *r1 = r0 + wrow, *r2 = r1 + wrow, *r3 = r2 + wrow;                        \
+        __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0, b0 = a0, b1 = a0, b2 = a0, b3 = a0;  \
+        int64_t i = 0;                                                                                    \
+        for (; i + 16 <= n; i += 16) {                                                                    \
+            if ((i & (64 / (ESZ) - 1)) == 0) {                                                            \
+                pf_prefetch_ahead(r0 + (ESZ) * i, 64);                                                    \
+                pf_prefetch_ahead(r1 + (ESZ) * i, 64);                                                    \
+                pf_prefetch_ahead(r2 + (ESZ) * i, 64);                                                    \
+                pf_prefetch_ahead(r3 + (ESZ) * i, 64);                                                    \
+            }                                                                                             \
+            const __m256 y0 = _mm256_loadu_ps(y + i), y1 = _mm256_loadu_ps(y + i + 8);                    \
+            a0 = _mm256_fmadd_ps(W8(r0, i), y0, a0);                                                      \
+            a1 = _mm256_fmadd_ps(W8(r1, i), y0, a1);                                                      \
+            a2 = _mm256_fmadd_ps(W8(r2, i), y0, a2);                                                      \
+            a3 = _mm256_fmadd_ps(W8(r3, i), y0, a3);                                                      \
+            b0 = _mm256_fmadd_ps(W8(r0, i + 8), y1, b0);                                                  \
+            b1 = _mm256_fmadd_ps(W8(r1, i + 8), y1, b1);                                                  \
+            b2 = _mm256_fmadd_ps(W8(r2, i + 8), y1, b2);                                                  \
+            b3 = _mm256_fmadd_ps(W8(r3, i + 8), y1, b3);                                                  \
+        }                                                                                                 \
+        for (; i + 8 <= n; i += 8) {                                                                      \
+            const __m256 y0 = _mm256_loadu_ps(y + i);                                                     \
+            a0 = _mm256_fmadd_ps(W8(r0, i), y0, a0);                                                      \
+            a1 = _mm256_fmadd_ps(W8(r1, i), y0, a1);                                                      \
+            a2 = _mm256_fmadd_ps(W8(r2, i), y0, a2);                                                      \
+            a3 = _mm256_fmadd_ps(W8(r3, i), y0, a3);                                                      \
+        }                                                                                                 \
+        float s0 = pf_hsum_ps(_mm256_add_ps(a0, b0)), s1 = pf_hsum_ps(_mm256_add_ps(a1, b1));             \
+        float s2 = pf_hsum_ps(_mm256_add_ps(a2, b2)), s3 = pf_hsum_ps(_mm256_add_ps(a3, b3));             \
+        for (; i < n; i++) {                                                                              \
+            s0 += W1(r0, i) * y[i];                                                                       \
+            s1 += W1(r1, i) * y[i];                                                                       \
+            s2 += W1(r2, i) * y[i];                                                                       \
+            s3 += W1(r3, i) * y[i];                                                                       \
+        }                                                                                                 \
+        out[0] = s0;                                                                                      \
+        out[1] = s1;                                                                                      \
+        out[2] = s2;                                                                                      \
+        out[3] = s3;                                                                                      \
+    }
+
+MATVEC4(pf_avx2_matvec4_f32, W8_F32, w1_f32, 4)
+MATVEC4(pf_avx2_matvec4_f16, W8_F16, w1_f16, 2)
+MATVEC4(pf_avx2_matvec4_bf16, W8_BF16, w1_bf16, 2)
 
 /* Sum of n floats (n % 32 == 0, p 32-byte aligned) with four independent add chains, so the
  * loop is bound by memory reads only. */

@@ -25,6 +25,14 @@ void pf_avx2_vec_dot_q4_k_q8_k(int64_t n, float *s, const void *x, const void *y
 void pf_avx2_vec_dot_q5_k_q8_k(int64_t n, float *s, const void *x, const void *y);
 void pf_avx2_vec_dot_q6_k_q8_k(int64_t n, float *s, const void *x, const void *y);
 
+/* ---- AVX2 "prepared-activation" dot kernels (dot_pre_avx2.c), used by pf_matmul: the Q8_0
+ *      activation row y comes with pre[] = {d_b (nb floats), d_b * sum(q_b) (nb floats)},
+ *      computed once per row by pf_avx2_prep_q8_0. *s = dot(x, y) up to float rounding.  ---- */
+typedef void (*pf_dot_pre_fn)(int64_t n, float *s, const void *x, const void *y, const float *pre);
+void pf_avx2_prep_q8_0(int64_t n, const void *y, float *pre);
+void pf_avx2_dot_q4_0_pre(int64_t n, float *s, const void *x, const void *y, const float *pre);
+void pf_avx2_dot_q8_0_pre(int64_t n, float *s, const void *x, const void *y, const float *pre);
+
 /* ---- AVX2 activation quantizers (same bytes as the reference quantizers) ---- */
 void pf_avx2_quant_q8_0(const float *src, void *dst, int64_t n);
 void pf_avx2_quant_q8_1(const float *src, void *dst, int64_t n);
@@ -44,6 +52,13 @@ void pf_avx2_gemm_f32_tile(int64_t n, const float *a, int64_t lda, const float *
                            int64_t ldc, int nr, int nt);
 #define PF_GEMM_TILE_ROWS 4
 #define PF_GEMM_TILE_TOKS 3
+
+/* ---- AVX2 float-weight matvec over 4 rows at once (rows at w + r * wrow, r < 4; y f32):
+ *      out[r] = dot(row r, y); y is loaded once per 4 rows.                               ---- */
+typedef void (*pf_matvec4_fn)(int64_t n, const void *w, size_t wrow, const float *y, float *out);
+void pf_avx2_matvec4_f32(int64_t n, const void *w, size_t wrow, const float *y, float *out);
+void pf_avx2_matvec4_f16(int64_t n, const void *w, size_t wrow, const float *y, float *out);
+void pf_avx2_matvec4_bf16(int64_t n, const void *w, size_t wrow, const float *y, float *out);
 
 /* ---- AVX2 multithread-friendly streaming read: returns the sum of n floats (n % 32 == 0,
  *      p 32-byte aligned); used by the bandwidth benchmark.                                 ---- */

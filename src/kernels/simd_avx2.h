@@ -36,6 +36,18 @@ static inline float pf_ldf(const uint8_t *p) {
 /* 32 bytes at p (any alignment). */
 static inline __m256i pf_ld256(const void *p) { return _mm256_loadu_si256((const __m256i *)p); }
 
+/* Software prefetch distance for weight rows. A matvec streams each weight byte from DRAM
+ * exactly once and the hardware prefetchers stop at 4 KiB page boundaries (no huge pages
+ * here), so the kernels prefetch this far ahead of the bytes they are about to read. */
+#ifndef PF_PREFETCH_DIST
+#define PF_PREFETCH_DIST 2048
+#endif
+
+/* Prefetches the cache lines of [p, p + bytes) + PF_PREFETCH_DIST (bytes a small constant). */
+static inline void pf_prefetch_ahead(const void *p, size_t bytes) {
+    for (size_t o = 0; o < bytes; o += 64) _mm_prefetch((const char *)p + PF_PREFETCH_DIST + o, _MM_HINT_T0);
+}
+
 /* Sum of the 8 floats of v. */
 static inline float pf_hsum_ps(__m256 v) {
     __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
@@ -73,11 +85,32 @@ static inline __m256i pf_dot_i8i8(__m256i x, __m256i y) {
 }
 
 /* 16 packed nibble bytes -> 32 bytes in [0, 15]: low nibbles first (elements 0..15), then the
- * high nibbles (elements 16..31), the layout of Q4_0 / Q4_1 / Q5_x / IQ4_NL blocks. */
+ * high nibbles (elements 16..31), the layout of Q4_0 / Q4_1 / Q5_x / IQ4_NL blocks. One
+ * broadcast load, one per-lane variable shift (0 for the low lane, 4 for the high), one mask. */
 static inline __m256i pf_unpack_nibbles_32(const uint8_t *qs) {
-    __m128i q = _mm_loadu_si128((const __m128i *)qs);
-    __m256i v = _mm256_set_m128i(_mm_srli_epi16(q, 4), q);
+    __m256i v = _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)qs));
+    v = _mm256_srlv_epi64(v, _mm256_setr_epi64x(0, 0, 4, 4));
     return _mm256_and_si256(v, _mm256_set1_epi8(0x0F));
+}
+
+/* The fp16 values at b0, b0 + stride, ..., b0 + 7 * stride (any alignment) as 8 floats: packed
+ * into two u64 with scalar loads and shifts, converted by one vcvtph2ps. The empty asm keeps
+ * the packing in general-purpose registers (otherwise GCC's SLP vectorizer moves it onto the
+ * vector pipes, which are the bottleneck of the dot-product loops). */
+static inline __m256 pf_halves8(const uint8_t *b0, size_t stride) {
+    uint16_t h[8];
+    memcpy(&h[0], b0, 2);
+    memcpy(&h[1], b0 + stride, 2);
+    memcpy(&h[2], b0 + 2 * stride, 2);
+    memcpy(&h[3], b0 + 3 * stride, 2);
+    memcpy(&h[4], b0 + 4 * stride, 2);
+    memcpy(&h[5], b0 + 5 * stride, 2);
+    memcpy(&h[6], b0 + 6 * stride, 2);
+    memcpy(&h[7], b0 + 7 * stride, 2);
+    uint64_t lo = (uint64_t)h[0] | (uint64_t)h[1] << 16 | (uint64_t)h[2] << 32 | (uint64_t)h[3] << 48;
+    uint64_t hi = (uint64_t)h[4] | (uint64_t)h[5] << 16 | (uint64_t)h[6] << 32 | (uint64_t)h[7] << 48;
+    __asm__("" : "+r"(lo), "+r"(hi));
+    return _mm256_cvtph_ps(_mm_set_epi64x((long long)hi, (long long)lo));
 }
 
 /* 32 bits (little-endian bytes at qh) -> 32 bytes, 0xFF where bit j is set, 0 elsewhere. */
