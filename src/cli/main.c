@@ -8,6 +8,8 @@ static const pf_command commands[] = {
     {"info", "show a GGUF file's metadata, hyperparameters and tensors", cmd_info},
     {"tensor", "write one tensor dequantized to raw float32", cmd_tensor},
     {"quantize", "requantize a model's 2-D weights to another type", cmd_quantize},
+    {"tokenize", "print the token ids of a text", cmd_tokenize},
+    {"logits", "float32 logits of every position of a token sequence", cmd_logits},
     {"bench-kernels", "benchmark matvec/matmul kernels against memory bandwidth", cmd_bench_kernels},
 };
 
