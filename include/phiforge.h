@@ -435,6 +435,154 @@ typedef enum pf_logits_mode {
 int pf_decode(pf_context *ctx, const int32_t *ids, int64_t n, int64_t pos0, float *logits, pf_logits_mode mode,
               pf_error *err);
 
+/* ------------------------------------------------------------------------------------------ */
+/* Sampling, generation and chat                                                                */
+/* ------------------------------------------------------------------------------------------ */
+/* Sampler: llama.cpp's default chain, penalties -> top-k -> top-p -> min-p -> temperature ->
+ * draw (so top-p and min-p see the distribution before temperature), with its own PRNG (xoshiro256**, seeded through splitmix64) so that a seed fixes the
+ * sequence. Every buffer is sized to n_vocab at creation: sampling a token does not allocate.
+ * One sampler is used by one thread at a time. */
+typedef struct pf_sampler pf_sampler;
+
+typedef struct pf_sampler_params {
+    float temperature;       /* <= 0: greedy (argmax of the penalized logits)                   */
+    int32_t top_k;           /* keep the k most likely; <= 0: off                               */
+    float top_p;             /* keep the smallest most-likely prefix with mass >= p; >= 1: off  */
+    float min_p;             /* keep p_i >= min_p * p_max; <= 0: off                            */
+    float repeat_penalty;    /* llama.cpp: logit > 0 -> logit / r, else logit * r; 1: off       */
+    int32_t repeat_last_n;   /* window of accepted tokens all three penalties look at; 0: off   */
+    float frequency_penalty; /* OpenAI: logit -= count * f + (count > 0) * presence             */
+    float presence_penalty;
+    uint64_t seed;
+} pf_sampler_params;
+
+/* temperature 0.8, top_k 40, top_p 0.95, min_p 0.05, repeat_penalty 1, repeat_last_n 64,
+ * frequency/presence 0, seed 0 (llama.cpp's defaults, except for its random seed). */
+pf_sampler_params pf_sampler_default_params(void);
+/* PF_ERR_ARG for NaN/negative values that have no meaning (top_p < 0, repeat_penalty <= 0, ...). */
+int pf_sampler_create(const pf_sampler_params *p, int32_t n_vocab, pf_sampler **out, pf_error *err);
+void pf_sampler_free(pf_sampler *s);
+const pf_sampler_params *pf_sampler_get_params(const pf_sampler *s);
+/* Forgets the penalty window and restarts the PRNG from the seed. */
+void pf_sampler_reset(pf_sampler *s);
+/* Forgets the penalty window only (the PRNG runs on). */
+void pf_sampler_clear_history(pf_sampler *s);
+/* Records a token in the penalty window (prompt tokens too, as llama.cpp does). */
+int pf_sampler_accept(pf_sampler *s, int32_t id);
+/* Draws a token from logits[0..n_vocab) (not modified); does not accept it. NaN logits count
+ * as -inf. Returns the id, or PF_ERR_ARG for NULL arguments. */
+int32_t pf_sampler_sample(pf_sampler *s, const float *logits);
+/* The distribution the next draw would use: writes the kept candidates, most likely first (ties:
+ * lower id first), with their final probabilities (after temperature; they sum to 1), and
+ * returns their count (1 when greedy). ids/probs hold n_vocab entries. */
+int64_t pf_sampler_candidates(pf_sampler *s, const float *logits, int32_t *ids, float *probs);
+/* Applies the repeat / frequency / presence penalties of the current window to logits in place. */
+void pf_sampler_apply_penalties(pf_sampler *s, float *logits);
+
+/* Generation: decodes a prompt, then samples, streams and decodes token by token. Text goes to
+ * the callback as complete UTF-8 (pf_detok_stream); text that could still be the start of a
+ * stop string is withheld until it is known not to be, and a stop string is never emitted. */
+typedef int (*pf_text_fn)(void *user, const char *text, size_t len); /* non-zero: stop */
+
+typedef enum pf_stop_reason {
+    PF_STOP_NONE = 0,
+    PF_STOP_EOG = 1,        /* an end-of-generation token (pf_token_is_eog)              */
+    PF_STOP_MAX_TOKENS = 2, /* max_tokens generated                                       */
+    PF_STOP_STRING = 3,     /* a stop string appeared in the text                         */
+    PF_STOP_CTX_FULL = 4,   /* the KV cache is full                                       */
+    PF_STOP_CALLBACK = 5,   /* the text callback returned non-zero                        */
+} pf_stop_reason;
+
+typedef struct pf_gen_params {
+    int64_t max_tokens;       /* most tokens to generate; <= 0: until EOG, stop or full context */
+    const char *const *stop;  /* n_stop non-empty stop strings                                 */
+    int n_stop;
+    int64_t n_cached;         /* prompt[0..n_cached) already sits in the KV cache (from an      */
+                              /* earlier call): decoding starts at that position. < n_prompt,   */
+                              /* <= pf_context_n_past                                           */
+    bool strip_first_space;   /* drop one leading space of the first generated piece           */
+    pf_text_fn on_text;       /* may be NULL                                                    */
+    void *user;
+    int32_t *out_ids;         /* optional: generated ids (no EOG), min(n_gen, out_cap) of them  */
+    int64_t out_cap;
+} pf_gen_params;
+
+typedef struct pf_gen_result {
+    pf_stop_reason stop;
+    int64_t n_prompt;         /* prompt tokens decoded (n_prompt - n_cached)                   */
+    int64_t n_gen;            /* tokens generated, the EOG that ended it not counted           */
+    double prompt_ms, gen_ms; /* prompt decoding; sampling + decoding of the generated tokens  */
+} pf_gen_result;
+
+pf_gen_params pf_gen_default_params(void);
+const char *pf_stop_reason_str(pf_stop_reason r);
+/* Resets the sampler's penalty window to the prompt, then generates. On return the KV cache
+ * holds the prompt and the generated tokens except the last one sampled (never decoded):
+ * pf_context_n_past tells how many positions. */
+int pf_generate(pf_context *ctx, const pf_tokenizer *tok, pf_sampler *smp, const int32_t *prompt, int64_t n_prompt,
+                const pf_gen_params *p, pf_gen_result *res, pf_error *err);
+
+/* Chat template (Phi-3, spec 5.4): `<|system|>\n..<|end|>\n` (only when non-empty),
+ * `<|user|>\n..<|end|>\n`, `<|assistant|>\n..<|end|>\n`, then `<|assistant|>\n`. BOS is not
+ * part of the text: tokenizing with add_special adds it as tokenizer.ggml.add_bos_token says. */
+typedef enum pf_chat_role { PF_CHAT_SYSTEM = 0, PF_CHAT_USER = 1, PF_CHAT_ASSISTANT = 2 } pf_chat_role;
+
+typedef struct pf_chat_msg {
+    pf_chat_role role;
+    const char *content;
+} pf_chat_msg;
+
+typedef struct pf_chat_format {
+    bool system; /* the template has a <|system|> branch; when false (April-2024 mini, medium) */
+                 /* system text is folded into the next user message: "SYSTEM\n\nUSER"        */
+} pf_chat_format;
+
+/* From tokenizer.chat_template: system support iff it mentions "<|system|>"; a file without
+ * a template gets the built-in form (system supported). */
+pf_chat_format pf_chat_format_from_gguf(const pf_gguf *g);
+/* Renders msgs[0..n) (plus `<|assistant|>\n` when add_generation_prompt). Returns the length;
+ * writes the text and a NUL only when length < cap. PF_ERR_ARG for a bad role or NULL text. */
+int64_t pf_chat_render(const pf_chat_format *f, const pf_chat_msg *msgs, int64_t n, bool add_generation_prompt,
+                       char *buf, int64_t cap, pf_error *err);
+
+/* A conversation bound to a context (it owns the context's KV cache while it lives) and a
+ * tokenizer, both borrowed. Each turn renders and tokenizes the whole conversation, keeps the
+ * longest prefix the KV cache already holds and decodes only the rest. */
+typedef struct pf_chat pf_chat;
+
+typedef struct pf_chat_stats {
+    int64_t n_prompt;  /* tokens of the last prompt (whole conversation + generation prompt) */
+    int64_t n_reused;  /* of which were already in the KV cache                               */
+    int64_t n_decoded; /* of which were decoded: n_prompt - n_reused                          */
+} pf_chat_stats;
+
+/* system may be NULL or "". */
+int pf_chat_create(pf_context *ctx, const pf_tokenizer *tok, const pf_chat_format *fmt, const char *system,
+                   pf_chat **out, pf_error *err);
+void pf_chat_free(pf_chat *c);
+/* Drops every message but the system prompt (the KV cache stays for prefix reuse). */
+void pf_chat_reset(pf_chat *c);
+/* Appends a message without generating (content is copied). */
+int pf_chat_add(pf_chat *c, pf_chat_role role, const char *content, pf_error *err);
+int64_t pf_chat_n_messages(const pf_chat *c);
+const pf_chat_msg *pf_chat_message(const pf_chat *c, int64_t i); /* NULL when out of range */
+/* Tokens of the conversation followed by the generation prompt; count/cap as pf_tokenize. */
+int64_t pf_chat_prompt(pf_chat *c, int32_t *ids, int64_t cap, pf_error *err);
+/* Brings the KV cache to the prompt (decoding only what it lacks) and writes the logits of its
+ * last position (logits may be NULL). */
+int pf_chat_prefill(pf_chat *c, float *logits, pf_error *err);
+/* Adds `user` (unless NULL), prefills, generates the answer (p->strip_first_space is forced
+ * on, p->n_cached is computed) and appends it as an assistant message. On failure before
+ * generation the user message is removed again. */
+int pf_chat_respond(pf_chat *c, const char *user, pf_sampler *smp, const pf_gen_params *p, pf_gen_result *res,
+                    pf_error *err);
+pf_chat_stats pf_chat_last_stats(const pf_chat *c);
+
+/* ------------------------------------------------------------------------------------------ */
+/* Random-weight models (init) and end-to-end benchmark                                         */
+/* ------------------------------------------------------------------------------------------ */
+/* (section owned by the init/bench work; declarations go here) */
+
 #ifdef __cplusplus
 }
 #endif

@@ -20,6 +20,8 @@ int cmd_quantize(int argc, char **argv);
 int cmd_bench_kernels(int argc, char **argv);
 int cmd_tokenize(int argc, char **argv);
 int cmd_logits(int argc, char **argv);
+int cmd_generate(int argc, char **argv);
+int cmd_chat(int argc, char **argv);
 
 /* Prints "phiforge <cmd>: <message>" to stderr; returns 1 (the exit status for failures). */
 int cli_fail(const char *cmd, const pf_error *err);

@@ -10,6 +10,8 @@ static const pf_command commands[] = {
     {"quantize", "requantize a model's 2-D weights to another type", cmd_quantize},
     {"tokenize", "print the token ids of a text", cmd_tokenize},
     {"logits", "float32 logits of every position of a token sequence", cmd_logits},
+    {"generate", "generate text from a prompt, streaming", cmd_generate},
+    {"chat", "interactive chat with a Phi-3 model", cmd_chat},
     {"bench-kernels", "benchmark matvec/matmul kernels against memory bandwidth", cmd_bench_kernels},
 };
 

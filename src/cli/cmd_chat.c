@@ -1,0 +1,93 @@
+/* phiforge chat -m M.gguf [--system S] [sampling options]
+ * Interactive chat: one user message per line of stdin (a pipe works too), answers streamed to
+ * stdout, one per line. "/reset" starts over (keeping the system prompt), "/quit" or EOF ends.
+ * The "> " prompt marker is printed only when stdin is a terminal. */
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "generate/gen_cli.h"
+
+static void usage(FILE *f) {
+    fprintf(f, "usage: phiforge chat -m MODEL.gguf [--system TEXT] [options]\n"
+               "  Reads one user message per line from stdin and streams each answer to stdout.\n"
+               "  /reset clears the conversation (the system prompt stays); /quit or end of input ends.\n"
+               "  Only the new part of each turn's prompt is decoded: the KV cache keeps the rest.\n");
+    gen_cli_usage(f);
+}
+
+/* One session over the lines of stdin. */
+static int run(gen_cli *g) {
+    pf_error err = {0};
+    pf_chat *chat = NULL;
+    if (pf_chat_create(g->ctx, g->tok, &g->fmt, g->system, &chat, &err) != PF_OK) return cli_fail(g->cmd, &err);
+    const bool tty = isatty(STDIN_FILENO);
+    pf_gen_params gp = pf_gen_default_params();
+    gp.max_tokens = g->n_predict;
+    gp.stop = g->stop, gp.n_stop = g->n_stop;
+    gp.on_text = gen_cli_print;
+    pf_gen_result total = {0};
+    char *line = NULL;
+    size_t cap = 0;
+    int turns = 0;
+    for (;;) {
+        if (tty) fputs("> ", stdout), fflush(stdout);
+        ssize_t len = getline(&line, &cap, stdin);
+        if (len < 0) break;
+        while (len > 0 && (line[len - 1] == '\n' || line[len - 1] == '\r')) line[--len] = 0;
+        if (len == 0) continue;
+        if (!strcmp(line, "/quit")) break;
+        if (!strcmp(line, "/reset")) {
+            pf_chat_reset(chat);
+            if (tty) fputs("(conversation cleared)\n", stderr);
+            continue;
+        }
+        pf_gen_result r;
+        if (pf_chat_respond(chat, line, g->smp, &gp, &r, &err) != PF_OK) {
+            /* e.g. the conversation outgrew the context: the message was dropped, go on */
+            cli_fail(g->cmd, &err);
+            if (tty) fputs("(try /reset)\n", stderr);
+            continue;
+        }
+        putchar('\n');
+        fflush(stdout);
+        turns++;
+        total.n_prompt += r.n_prompt, total.prompt_ms += r.prompt_ms;
+        total.n_gen += r.n_gen, total.gen_ms += r.gen_ms;
+        total.stop = r.stop;
+    }
+    free(line);
+    pf_chat_free(chat);
+    if (turns) {
+        fprintf(stderr, "chat: %d answers\n", turns);
+        gen_cli_timings(g, &total);
+    }
+    return 0;
+}
+
+int cmd_chat(int argc, char **argv) {
+    static const struct option opts[] = {GEN_CLI_LONG, {0, 0, 0, 0}};
+    gen_cli g;
+    gen_cli_init(&g, "chat");
+    int c;
+    optind = 1;
+    while ((c = getopt_long(argc, argv, GEN_CLI_SHORT, opts, NULL)) != -1) {
+        int r = gen_cli_option(&g, c, optarg);
+        if (r < 0) return 1;
+        if (r > 0) continue;
+        if (c == 'h') {
+            usage(stdout);
+            return 0;
+        }
+        usage(stderr);
+        return 1;
+    }
+    if (optind != argc || !g.model) {
+        usage(stderr);
+        return 1;
+    }
+    int rc = gen_cli_load(&g);
+    if (rc == 0) rc = run(&g);
+    gen_cli_free(&g);
+    return rc;
+}
