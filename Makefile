@@ -14,9 +14,13 @@ else
   OPT   := -O2 -g
   LDSAN :=
 endif
-CFLAGS_ALL = $(CSTD) $(WARN) $(OPT) -Iinclude -Isrc -pthread $(CFLAGS)
+# Debian libraries the knowledge base uses (storage, Unicode, document formats, JSON).
+DEPS    := sqlite3 libutf8proc libxml-2.0 poppler-glib libzip libcjson
+DEPS_CFLAGS := $(shell pkg-config --cflags $(DEPS) 2>/dev/null)
+DEPS_LIBS   := $(shell pkg-config --libs $(DEPS) 2>/dev/null)
+CFLAGS_ALL = $(CSTD) $(WARN) $(OPT) -Iinclude -Isrc -pthread $(DEPS_CFLAGS) $(CFLAGS)
 AVX2FLAGS := -mavx2 -mfma -mf16c
-LDLIBS  := -lm -lpthread
+LDLIBS  := $(DEPS_LIBS) -lm -lpthread
 
 LIB_SRC  := $(shell find src -name '*.c' -not -path 'src/cli/*' | sort)
 CLI_SRC  := $(shell find src/cli -name '*.c' | sort)
@@ -64,7 +68,7 @@ bench: build/phiforge
 FUZZ_SECONDS ?= 60
 build/fuzz/fuzz_gguf: fuzz/fuzz_gguf.c $(LIB_SRC)
 	@mkdir -p build/fuzz
-	clang $(CSTD) -g -O1 -Iinclude -Isrc -pthread -fsanitize=fuzzer,address,undefined \
+	clang $(CSTD) -g -O1 -Iinclude -Isrc -pthread $(DEPS_CFLAGS) -fsanitize=fuzzer,address,undefined \
 	  -mavx2 -mfma -mf16c -o $@ fuzz/fuzz_gguf.c $(LIB_SRC) $(LDLIBS)
 fuzz: build/fuzz/fuzz_gguf
 fuzz-run: build/fuzz/fuzz_gguf
