@@ -581,7 +581,119 @@ pf_chat_stats pf_chat_last_stats(const pf_chat *c);
 /* ------------------------------------------------------------------------------------------ */
 /* Random-weight models (init) and end-to-end benchmark                                         */
 /* ------------------------------------------------------------------------------------------ */
-/* (section owned by the init/bench work; declarations go here) */
+/* Quantization recipe: one type for every 2-D weight, or one of llama.cpp's mixes, with
+ * llama.cpp's per-tensor rules (spec 4.6). Used by `phiforge init`; `quantize` may share it. */
+typedef struct pf_quant_recipe {
+    pf_type base;        /* type of most 2-D weights                                          */
+    bool mix_m;          /* Q4_K_M / Q5_K_M: more bits on attn_qkv, output, some ffn_down      */
+    uint32_t file_type;  /* general.file_type (llama_ftype): 1 F16, 2 Q4_0, 7 Q8_0, 15 Q4_K_M   */
+} pf_quant_recipe;
+
+/* A weight type name (case-insensitive) or Q4_K_M / Q5_K_M; PF_ERR_NOT_FOUND otherwise. */
+int pf_quant_recipe_parse(const char *name, pf_quant_recipe *out, pf_error *err);
+/* "Q4_K_M" for general.file_type 15, "Q4_0" for 2, ...; "unknown" otherwise. */
+const char *pf_file_type_name(uint32_t file_type);
+/* The type tensor `name` (n_dims dims, row length ne0, now of type `cur`) gets in a model of
+ * n_layer blocks: 1-D tensors, norms and rope factors keep `cur`; output.weight becomes Q6_K
+ * when the base is quantized (except Q8_0); the _M mixes give attn_qkv Q5_K (Q4_K_M) or Q6_K
+ * (Q5_K_M) and ffn_down Q6_K on llama.cpp's use_more_bits layers; a row that does not split
+ * into blocks falls back as llama.cpp does (Q4_K->Q5_0, Q5_K->Q5_1, Q6_K->Q8_0,
+ * Q2_K/Q3_K->IQ4_NL, then F16). */
+pf_type pf_quant_recipe_type(const pf_quant_recipe *r, const char *name, uint32_t n_dims, int64_t ne0, pf_type cur,
+                             int64_t n_layer);
+
+/* A model preset: the hyperparameters and metadata of a released Phi-3 model (spec 1, 3, 4). */
+typedef struct pf_init_preset {
+    const char *name;           /* "phi3-mini", "phi3-mini-128k", "phi3-medium", "phi3.5-mini", "tiny" */
+    const char *description;
+    const char *general_name;   /* general.name                                               */
+    int64_t n_ctx_train;        /* phi3.context_length                                        */
+    int64_t n_ctx_orig;         /* phi3.rope.scaling.original_context_length                   */
+    int64_t n_embd, n_ff, n_layer, n_head, n_head_kv;
+    uint32_t sliding_window;    /* phi3.attention.sliding_window; 0: key not written          */
+    const float *rope_long;     /* LongRoPE factors, n_embd / n_head / 2 each, or NULL: the     */
+    const float *rope_short;    /* rope_factors_* tensors and the attn_factor key are written  */
+    bool add_bos;               /* tokenizer.ggml.add_bos_token                               */
+    const char *chat_template;  /* NULL: the shipped vocab's (April-2024 Phi-3-mini)          */
+} pf_init_preset;
+
+int pf_init_preset_count(void);
+const pf_init_preset *pf_init_preset_at(int i);           /* NULL when out of range */
+const pf_init_preset *pf_init_preset_find(const char *name); /* NULL when unknown      */
+/* sqrt(1 + ln(ctx / orig) / ln(orig)) for a LongRoPE preset with ctx > orig, else 1 (spec 3.2). */
+float pf_init_attn_factor(const pf_init_preset *p);
+
+/* One tensor of a model to be written. */
+typedef struct pf_init_tensor {
+    char name[48];
+    uint32_t n_dims;
+    int64_t ne[4];
+    pf_type type;
+    size_t nbytes;
+} pf_init_tensor;
+
+/* The tensors of preset p under recipe r, in file order (token_embd, rope_factors_long/short,
+ * then per block attn_norm, attn_qkv, attn_output, ffn_norm, ffn_up, ffn_down, then
+ * output_norm, output), n_vocab rows for token_embd / output. Writes min(count, cap) entries
+ * and returns the count, or a negative pf_status for an inconsistent preset. */
+int64_t pf_init_tensors(const pf_init_preset *p, const pf_quant_recipe *r, int64_t n_vocab, pf_init_tensor *out,
+                        int64_t cap, pf_error *err);
+
+/* Progress of a long operation: `done` of `total` units (bytes), `item` being processed. */
+typedef void (*pf_progress_fn)(void *user, double done, double total, const char *item);
+
+typedef struct pf_init_params {
+    const pf_init_preset *preset;
+    pf_quant_recipe recipe;
+    uint64_t seed;              /* same seed, preset and recipe: the same bytes                */
+    int n_threads;              /* <= 0: online CPUs (the file does not depend on it)          */
+    const char *vocab_path;     /* Phi-3 tokenizer GGUF; NULL: pf_init_find_vocab             */
+    bool vocab_only;            /* metadata only, no tensors (as the converter's --vocab-only) */
+    pf_progress_fn progress;    /* may be NULL; called after each chunk of tensor data        */
+    void *progress_user;
+} pf_init_params;
+
+/* preset NULL, recipe F16, seed 0, all CPUs, vocab searched. */
+pf_init_params pf_init_default_params(void);
+/* Finds the shipped Phi-3 tokenizer data (phi3-vocab.gguf): $PHIFORGE_VOCAB if set, else
+ * data/phi3-vocab.gguf next to or above the running executable (<exe>/../data,
+ * <exe>/../../data), <exe>/../share/phiforge, then ./data. PF_ERR_NOT_FOUND naming the places
+ * looked at. */
+int pf_init_find_vocab(char *path, size_t cap, pf_error *err);
+/* Writes a model with random weights (each a seeded function of the seed, tensor name and
+ * element, ~N(0, 1/row length); norms ~1) in the exact layout and metadata of the preset,
+ * generated and quantized chunk by chunk on n_threads threads and streamed to PATH. */
+int pf_init_write(const pf_init_params *p, const char *path, pf_error *err);
+
+/* End-to-end benchmark of a model file: prompt processing (pp: one batch of n_prompt tokens
+ * from position 0) and generation (tg: n_gen single-token decodes after the prompt), against
+ * the memory-bandwidth bound of generation measured in the same run. */
+typedef struct pf_bench_model_params {
+    int64_t n_prompt;   /* 64                                                             */
+    int64_t n_gen;      /* 16                                                             */
+    int reps;           /* timed repetitions after one warm-up run (3)                     */
+    int n_threads;      /* <= 0: online CPUs                                               */
+    uint64_t seed;      /* of the random token ids                                         */
+} pf_bench_model_params;
+
+typedef struct pf_bench_model_result {
+    int n_threads, reps;
+    int64_t n_prompt, n_gen, n_ctx;
+    uint32_t file_type;            /* general.file_type (0 when absent)                        */
+    double n_params, file_bytes, kv_cache_bytes;
+    double pp_tps, pp_tps_sd, pp_tps_best;   /* mean, standard deviation, best over reps     */
+    double tg_tps, tg_tps_sd, tg_tps_best;
+    double bw_gbs;                 /* streaming read rate over the weights (GB/s), mean over   */
+                                   /* reps of the better probe right before / after each tg run */
+    double weight_bytes_per_token; /* every 2-D weight incl. output, the norms, one embd row   */
+    double kv_bytes_per_token;     /* KV cache read per generated token, mean over positions   */
+    double tg_bound_tps;           /* bw_gbs / (weight + KV bytes per token)                   */
+    double tg_frac_of_bound;       /* mean over reps of tg / (that rep's bandwidth / bytes)    */
+    double peak_rss_bytes;         /* VmHWM of the process at the end                          */
+} pf_bench_model_result;
+
+pf_bench_model_params pf_bench_model_default_params(void);
+int pf_bench_model(const char *path, const pf_bench_model_params *p, pf_bench_model_result *out, pf_error *err);
 
 #ifdef __cplusplus
 }

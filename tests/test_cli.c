@@ -84,10 +84,10 @@ static float *read_tensor(const char *file, const char *name, size_t *n) {
 /* quantize: types chosen as documented, result loads, values close to the source. */
 static void test_quantize(pf_test *t) {
     /* phi3-tiny has ne0 = 64 (qkv, ffn_up) and 128 (ffn_down): rows that do not split into
-     * 256-blocks fall back to Q8_0, as documented in cmd_quantize.c. */
+     * 256-blocks fall back as llama.cpp does (Q6_K -> Q8_0, Q4_K -> Q5_0; pf_quant_recipe_type). */
     static const struct { const char *type, *want_qkv, *want_down; double max_rel_rmse; } cases[] = {
         {"Q8_0", "Q8_0", "Q8_0", 0.01},  {"Q4_0", "Q4_0", "Q4_0", 0.15},       {"Q6_K", "Q8_0", "Q8_0", 0.01},
-        {"IQ4_NL", "IQ4_NL", "IQ4_NL", 0.12}, {"bf16", "BF16", "BF16", 0.01},
+        {"IQ4_NL", "IQ4_NL", "IQ4_NL", 0.12}, {"bf16", "BF16", "BF16", 0.01}, {"Q4_K", "Q5_0", "Q5_0", 0.08},
     };
     char cmd[512], out[1 << 16];
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {

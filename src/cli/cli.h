@@ -22,6 +22,8 @@ int cmd_tokenize(int argc, char **argv);
 int cmd_logits(int argc, char **argv);
 int cmd_generate(int argc, char **argv);
 int cmd_chat(int argc, char **argv);
+int cmd_bench(int argc, char **argv);
+int cmd_init(int argc, char **argv);
 
 /* Prints "phiforge <cmd>: <message>" to stderr; returns 1 (the exit status for failures). */
 int cli_fail(const char *cmd, const pf_error *err);

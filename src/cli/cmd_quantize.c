@@ -1,13 +1,12 @@
 /* phiforge quantize IN.gguf OUT.gguf TYPE — requantize every 2-D weight, streaming tensor by tensor.
  *
- * TYPE is a tensor type (Q4_0, Q8_0, Q4_K, F16, ...: every 2-D weight gets it) or one of
- * llama.cpp's mixes Q4_K_M / Q5_K_M (attn_qkv, output and some ffn_down keep more bits, as in
- * Microsoft's published Phi-3-mini q4 file). Norms, biases and other 1-D tensors stay as they
- * are (F32), and so do position/token-type embeddings and rope factors. */
+ * TYPE is a tensor type (Q4_0, Q8_0, Q4_K, F16, ...) or one of llama.cpp's mixes Q4_K_M / Q5_K_M;
+ * which type each tensor gets is pf_quant_recipe_type's rule (llama.cpp's: output.weight at 6 bits
+ * for 4/5-bit files, more bits on attn_qkv and some ffn_down in the mixes, norms and 1-D
+ * tensors untouched, llama.cpp's fallbacks for rows that do not split into blocks). */
 #include <getopt.h>
 #include <stdlib.h>
 #include <string.h>
-#include <strings.h>
 
 #include "cli.h"
 
@@ -16,57 +15,6 @@ static void usage(FILE *f) {
                "  TYPE: F32 F16 BF16 Q8_0 Q4_0 Q4_1 Q5_0 Q5_1 Q2_K Q3_K Q4_K Q5_K Q6_K IQ4_NL,\n"
                "        or the mixes Q4_K_M, Q5_K_M (as llama.cpp's recipe)\n"
                "  -t, --threads N   threads (default: all cores)\n");
-}
-
-typedef struct quant_plan {
-    pf_type base;     /* type of most weights                         */
-    bool mix_m;       /* the _M recipe: more bits on sensitive tensors */
-    uint32_t ftype;   /* general.file_type (llama_ftype)              */
-} quant_plan;
-
-static int parse_plan(const char *s, quant_plan *p) {
-    memset(p, 0, sizeof *p);
-    if (!strcasecmp(s, "Q4_K_M")) { p->base = PF_TYPE_Q4_K; p->mix_m = true; p->ftype = 15; return 0; }
-    if (!strcasecmp(s, "Q5_K_M")) { p->base = PF_TYPE_Q5_K; p->mix_m = true; p->ftype = 17; return 0; }
-    if (pf_type_from_name(s, &p->base) != PF_OK) return -1;
-    const pf_type_traits *tr = pf_type_get(p->base);
-    if (!tr || !tr->is_weight) return -1;
-    static const struct { pf_type t; uint32_t ftype; } ft[] = {
-        {PF_TYPE_F32, 0},   {PF_TYPE_F16, 1},   {PF_TYPE_Q4_0, 2},  {PF_TYPE_Q4_1, 3},  {PF_TYPE_Q8_0, 7},
-        {PF_TYPE_Q5_0, 8},  {PF_TYPE_Q5_1, 9},  {PF_TYPE_Q2_K, 10}, {PF_TYPE_Q3_K, 11}, {PF_TYPE_Q4_K, 14},
-        {PF_TYPE_Q5_K, 16}, {PF_TYPE_Q6_K, 18}, {PF_TYPE_IQ4_NL, 25}, {PF_TYPE_BF16, 32}};
-    for (size_t i = 0; i < sizeof ft / sizeof ft[0]; i++)
-        if (ft[i].t == p->base) p->ftype = ft[i].ftype;
-    return 0;
-}
-
-static bool ends_with(const char *s, const char *suffix) {
-    size_t n = strlen(s), m = strlen(suffix);
-    return n >= m && !strcmp(s + n - m, suffix);
-}
-
-/* llama.cpp's use_more_bits: first and last eighth of the layers, and every third in between. */
-static bool use_more_bits(int64_t layer, int64_t n_layer) {
-    return layer < n_layer / 8 || layer >= 7 * n_layer / 8 || (layer - n_layer / 8) % 3 == 2;
-}
-
-/* The type a tensor gets; its own type when it is not to be quantized. */
-static pf_type choose_type(const pf_tensor_info *t, const quant_plan *p, int64_t n_layer) {
-    if (t->n_dims < 2 || !ends_with(t->name, ".weight") || ends_with(t->name, "_norm.weight") ||
-        strstr(t->name, "position_embd") || strstr(t->name, "token_types") || strstr(t->name, "rope_factors"))
-        return t->type;
-    pf_type want = p->base;
-    if (p->mix_m) {
-        int64_t layer = -1;
-        if (!strncmp(t->name, "blk.", 4)) layer = strtoll(t->name + 4, NULL, 10);
-        if (!strcmp(t->name, "output.weight")) want = PF_TYPE_Q6_K;
-        else if (strstr(t->name, "attn_qkv") || strstr(t->name, "attn_v."))
-            want = p->base == PF_TYPE_Q4_K ? PF_TYPE_Q5_K : PF_TYPE_Q6_K;
-        else if (strstr(t->name, "ffn_down") && layer >= 0 && use_more_bits(layer, n_layer)) want = PF_TYPE_Q6_K;
-    }
-    /* Rows that do not split into whole blocks fall back to a 32-block type, then F16. */
-    if (t->ne[0] % pf_type_get(want)->block_size != 0) want = t->ne[0] % 32 == 0 ? PF_TYPE_Q8_0 : PF_TYPE_F16;
-    return want;
 }
 
 typedef struct quant_job {
@@ -116,10 +64,10 @@ int cmd_quantize(int argc, char **argv) {
     }
     if (argc - optind != 3) { usage(stderr); return 1; }
     const char *in_path = argv[optind], *out_path = argv[optind + 1], *type_name = argv[optind + 2];
-    quant_plan plan;
-    if (parse_plan(type_name, &plan)) return cli_failf("quantize", "unknown or non-weight type '%s' (see -h)", type_name);
-
     pf_error err = {0};
+    pf_quant_recipe plan;
+    if (pf_quant_recipe_parse(type_name, &plan, &err)) return cli_fail("quantize", &err);
+
     pf_gguf *in = NULL;
     pf_gguf_writer *w = NULL;
     quant_job q = {0};
@@ -143,7 +91,7 @@ int cmd_quantize(int argc, char **argv) {
     double total = 0;
     for (int64_t i = 0; i < nt; i++) {
         const pf_tensor_info *t = pf_gguf_tensor(in, i);
-        pf_type nt_type = choose_type(t, &plan, n_layer);
+        pf_type nt_type = pf_quant_recipe_type(&plan, t->name, t->n_dims, t->ne[0], t->type, n_layer);
         q.src_index[i] = i;
         q.dst_type[i] = nt_type;
         /* Unchanged tensors are copied as they are (no requantization loss). */
@@ -151,7 +99,7 @@ int cmd_quantize(int argc, char **argv) {
             goto fail;
         if (nt_type != t->type) total += (double)t->nbytes;
     }
-    if (pf_gguf_writer_set_u32(w, "general.file_type", plan.ftype, &err) ||
+    if (pf_gguf_writer_set_u32(w, "general.file_type", plan.file_type, &err) ||
         pf_gguf_writer_set_u32(w, "general.quantization_version", 2, &err))
         goto fail;
     cli_progress_start(&q.prog, "quantize", total);

@@ -12,6 +12,8 @@ static const pf_command commands[] = {
     {"logits", "float32 logits of every position of a token sequence", cmd_logits},
     {"generate", "generate text from a prompt, streaming", cmd_generate},
     {"chat", "interactive chat with a Phi-3 model", cmd_chat},
+    {"bench", "prompt-processing and generation speed vs the bandwidth bound", cmd_bench},
+    {"init", "write a random-weight model in the exact layout of a real one", cmd_init},
     {"bench-kernels", "benchmark matvec/matmul kernels against memory bandwidth", cmd_bench_kernels},
 };
 
