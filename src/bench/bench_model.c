@@ -15,7 +15,12 @@
 #include <sys/resource.h>
 #include <time.h>
 
-#include "bench/bench_internal.h"
+#include <stdbool.h>
+#include <stdint.h>
+#include <string.h>
+
+#include "phiforge.h"
+#include "kernels/bench.h"
 
 pf_bench_model_params pf_bench_model_default_params(void) {
     return (pf_bench_model_params){.n_prompt = 64, .n_gen = 16, .reps = 3, .n_threads = 0, .seed = 42};
@@ -89,12 +94,12 @@ static int run_once(run *r, const bw_probe *probe, double *pp_s, double *tg_s, d
     int rc = pf_decode(r->ctx, r->ids, r->n_prompt, 0, r->logits, PF_LOGITS_LAST, err);
     *pp_s = now_s() - t0;
     if (rc != PF_OK) return rc;
-    double before = probe ? pf_bench_read_gbs(probe->c, probe->p, probe->bytes) : 0.0;
+    double before = probe ? pf_bench_stream_read(probe->c, probe->p, probe->bytes) : 0.0;
     t0 = now_s();
     for (int64_t i = 0; i < r->n_gen && rc == PF_OK; i++)
         rc = pf_decode(r->ctx, r->ids + r->n_prompt + i, 1, r->n_prompt + i, r->logits, PF_LOGITS_LAST, err);
     *tg_s = now_s() - t0;
-    double after = probe ? pf_bench_read_gbs(probe->c, probe->p, probe->bytes) : 0.0;
+    double after = probe ? pf_bench_stream_read(probe->c, probe->p, probe->bytes) : 0.0;
     *bw = before > after ? before : after;
     return rc;
 }

@@ -38,6 +38,10 @@ int pf_bench_parse_args(int argc, char **argv, pf_bench_opts *o, pf_error *err);
 /* Usage text for the options above. */
 const char *pf_bench_usage(void);
 
+/* GB/s of one streaming read of `bytes` of `buf` with every thread of c's pool (AVX2 sum when
+ * buf is 32-byte aligned); the bandwidth reference of both benchmarks. */
+double pf_bench_stream_read(pf_compute *c, const void *buf, size_t bytes);
+
 /* Runs the benchmark and writes the report to `out`. */
 int pf_bench_kernels(const pf_bench_opts *o, FILE *out, pf_error *err);
 
