@@ -78,6 +78,14 @@ static int reserve_matmul(pf_context *ctx, pf_error *err) {
     return PF_OK;
 }
 
+/* Commits every page of a fresh zeroed allocation now, so that decoding does not take page
+ * faults in the token loop: the transposed V cache gets one new column per token, which would
+ * touch a new page in each of its head_dim rows until the whole cache has been faulted in. */
+static void prefault(void *p, size_t bytes) {
+    volatile unsigned char *b = p;
+    for (size_t i = 0; i < bytes; i += 4096) b[i] = 0;
+}
+
 static int alloc_buffers(pf_context *ctx) {
     const pf_model_hparams *hp = &ctx->m->hp;
     const size_t B = (size_t)ctx->n_batch, n_kv = (size_t)(hp->n_head_kv * hp->head_dim);
@@ -94,6 +102,11 @@ static int alloc_buffers(pf_context *ctx) {
     ctx->inv_freq = alloc3((size_t)hp->n_rot / 2 + 1, 1, 1, sizeof(double));
     ctx->scores_stride = (ctx->n_ctx + hp->head_dim + 15) & ~(int64_t)15;
     ctx->scores = alloc3((size_t)ctx->n_threads, (size_t)ctx->scores_stride, 1, sizeof(float));
+    if (ctx->k_cache && ctx->v_cache) {
+        size_t kv_bytes = (size_t)hp->n_layer * n_kv * (size_t)ctx->n_ctx * ctx->kv_elem;
+        prefault(ctx->k_cache, kv_bytes);
+        prefault(ctx->v_cache, kv_bytes);
+    }
     return ctx->k_cache && ctx->v_cache && ctx->x && ctx->xb && ctx->qkv && ctx->att && ctx->gu && ctx->act &&
                    ctx->rope && ctx->inv_freq && ctx->scores
                ? PF_OK
