@@ -31,7 +31,7 @@ CLI_OBJ  := $(CLI_SRC:%.c=$(OBJDIR)/%.o)
 TEST_BIN := $(TEST_SRC:tests/%.c=build/tests/%)
 TEST_UTIL_OBJ := $(TEST_UTIL:%.c=$(OBJDIR)/%.o)
 
-.PHONY: all test bench fuzz fuzz-run clean
+.PHONY: all test bench fuzz fuzz-run fuzz-run-extract clean
 .SECONDARY:
 all: build/libphiforge.a build/phiforge
 
@@ -75,6 +75,22 @@ fuzz-run: build/fuzz/fuzz_gguf
 	@mkdir -p build/fuzz/corpus && cp -n tests/data/*.gguf build/fuzz/corpus/ 2>/dev/null || true
 	./build/fuzz/fuzz_gguf -max_total_time=$(FUZZ_SECONDS) -max_len=65536 -rss_limit_mb=2048 \
 	  build/fuzz/corpus fuzz/seeds
+
+# libFuzzer target for the document extractors (md/csv/json/jsonl/html/txt, picked by the first
+# input byte). Seeds are the fixtures in tests/data/docs, each prefixed with its selector byte.
+EXTRACT_SRC := $(wildcard src/extract/*.c) src/core/error.c
+build/fuzz/fuzz_extract: fuzz/fuzz_extract.c $(EXTRACT_SRC) $(wildcard src/extract/*.h) include/phiforge.h
+	@mkdir -p build/fuzz
+	clang $(CSTD) -g -O1 -Iinclude -Isrc -pthread $(DEPS_CFLAGS) -fsanitize=fuzzer,address,undefined \
+	  -o $@ fuzz/fuzz_extract.c $(EXTRACT_SRC) $(LDLIBS)
+fuzz: build/fuzz/fuzz_extract
+fuzz-run-extract: build/fuzz/fuzz_extract
+	@mkdir -p build/fuzz/corpus-extract
+	@i=0; for t in md:0 csv:1 json:2 jsonl:3 html:4 txt:5; do \
+	  for f in tests/data/docs/*.$${t%%:*}; do i=$$((i+1)); \
+	    { printf "\\$$(printf %03o $${t##*:})"; cat "$$f"; } > build/fuzz/corpus-extract/seed$$i; done; done
+	./build/fuzz/fuzz_extract -max_total_time=$(FUZZ_SECONDS) -max_len=65536 -rss_limit_mb=2048 -timeout=10 \
+	  build/fuzz/corpus-extract
 
 clean:
 	rm -rf build

@@ -695,6 +695,63 @@ typedef struct pf_bench_model_result {
 pf_bench_model_params pf_bench_model_default_params(void);
 int pf_bench_model(const char *path, const pf_bench_model_params *p, pf_bench_model_result *out, pf_error *err);
 
+/* ------------------------------------------------------------------------------------------ */
+/* Document extraction (txt, md, html, pdf, docx, csv, json, jsonl)                           */
+/* ------------------------------------------------------------------------------------------ */
+/* Turns a file into UTF-8 text plus sections that say where each span came from (heading path,
+ * PDF page), so chunks can cite their place. Sections are paragraphs (txt, md, html, docx),
+ * pages (pdf) or records (csv rows, json records); a heading is its own hard-break section.
+ * Sections are separated by a blank line ("\n\n") that belongs to the section before it.
+ * Errors name the file and the reason; malformed records of multi-record formats (JSONL lines,
+ * JSON records) become warnings, never failures. Reentrant and thread-safe: no global state is
+ * kept (libxml2 and poppler's global parameters are initialised once, under pthread_once). */
+
+/* Size caps (inputs above them are refused with PF_ERR_UNSUPPORTED naming the cap): */
+#define PF_EXTRACT_MAX_INPUT_BYTES ((int64_t)512 << 20) /* bytes of one input file/buffer      */
+#define PF_EXTRACT_MAX_TEXT_BYTES ((int64_t)256 << 20)  /* extracted text of one call, all docs */
+#define PF_EXTRACT_MAX_ZIP_PART_BYTES ((int64_t)128 << 20) /* uncompressed DOCX part: zip-bomb guard */
+#define PF_EXTRACT_MAX_WARNINGS 100 /* further warnings are counted in one final summary line    */
+
+typedef struct pf_xsection {     /* a span of a document's text with its place in the source */
+    int64_t start, end;          /* byte offsets into pf_xdoc.text                           */
+    int32_t page;                /* 1-based page number (PDF), 0 when the format has none    */
+    char *heading;               /* heading path "Manual › Maintenance › Filters", or NULL   */
+    bool hard_break;             /* a chunk must not span this section's start (record/page/heading boundary) */
+} pf_xsection;
+
+typedef struct pf_xdoc {
+    char *key;                   /* NULL: the file is the document; else its own id (JSONL _id/id, JSON record id) */
+    char *title;                 /* from <title>, first # heading, PDF/DOCX metadata, record title; may be NULL */
+    char *text;                  /* extracted UTF-8 text: valid UTF-8 (invalid bytes become U+FFFD), */
+    int64_t len;                 /* no NUL bytes, NUL-terminated at text[len]                          */
+    pf_xsection *sections;       /* ordered, non-overlapping, covering [0, len); none when len == 0    */
+    int64_t n_sections;
+    char *metadata_json;         /* a JSON object string (e.g. CSV header, JSON extra fields), "{}" when none */
+} pf_xdoc;
+
+typedef struct pf_xresult {
+    const char *doc_type;        /* "txt" "md" "html" "pdf" "docx" "csv" "json" "jsonl" (static string) */
+    pf_xdoc *docs;
+    int64_t n_docs;
+    int64_t n_skipped;           /* records skipped (e.g. malformed JSONL lines), each with a warning */
+    char **warnings;             /* "data.jsonl:17: not JSON (expected value at column 3)"           */
+    int64_t n_warnings;
+} pf_xresult;
+
+/* Document type by extension (case-insensitive): .txt .text -> "txt", .md .markdown -> "md",
+ * .html .htm .xhtml -> "html", .pdf, .docx, .csv .tsv -> "csv", .json, .jsonl .ndjson -> "jsonl".
+ * NULL if unsupported. */
+const char *pf_extract_type_of(const char *path);
+/* Reads and extracts `path` (type from its extension). On failure *out is left empty (safe to
+ * free): PF_ERR_IO unreadable, PF_ERR_FORMAT broken/not that format/binary, PF_ERR_UNSUPPORTED
+ * unknown extension, password-protected PDF or a cap exceeded. Warnings never fail a call. */
+int pf_extract_file(const char *path, pf_xresult *out, pf_error *err);
+/* Same from memory; `doc_type` is one of the type strings above, `name` is used in messages. */
+int pf_extract_memory(const char *doc_type, const char *name, const void *data, size_t size, pf_xresult *out,
+                      pf_error *err);
+/* Frees everything *r owns and zeroes it; NULL is fine. */
+void pf_xresult_free(pf_xresult *r);
+
 #ifdef __cplusplus
 }
 #endif
