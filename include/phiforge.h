@@ -752,6 +752,69 @@ int pf_extract_memory(const char *doc_type, const char *name, const void *data, 
 /* Frees everything *r owns and zeroes it; NULL is fine. */
 void pf_xresult_free(pf_xresult *r);
 
+/* ------------------------------------------------------------------------------------------ */
+/* Embedding models (BERT, nomic-bert) and the WordPiece tokenizer                            */
+/* ------------------------------------------------------------------------------------------ */
+/* WordPiece: pf_tokenizer_load also loads tokenizer.ggml.model = "bert" (llama.cpp's WPM,
+ * spec 6.2 / 6.4): NFD + removal of accents (Mn) + lower-casing as
+ * tokenizer.ggml.normalizer.lowercase / .strip_accents say (default true; strip_accents
+ * follows lowercase), split on whitespace, punctuation / ASCII symbols / CJK ideographs as
+ * one-character words, then per word the greedy longest match of "▁" + word in the vocabulary
+ * ("##" continuations are stored without "##"); a word that cannot be covered is [UNK].
+ * For WordPiece pf_token_bos is [CLS] and pf_token_eos is [SEP] (tokenizer.ggml.cls_token_id /
+ * seperator_token_id, else bos / eos ids, else by name): add_special gives [CLS] ... [SEP].
+ * Pieces turn "▁" into " ", so pf_detokenize joins words with spaces and glues "##" pieces to
+ * the word before; [CLS] [SEP] [PAD] [UNK] [MASK] are control tokens (hidden unless
+ * render_special). */
+
+/* "llama" (SentencePiece) or "bert" (WordPiece). */
+const char *pf_tokenizer_model(const pf_tokenizer *tok);
+
+/* pf_tokenize(add_special, parse_special = false) keeping at most max_tokens ids (ids holds
+ * max_tokens): a longer sequence keeps its first max_tokens - 1 ids, then the closing [SEP] /
+ * EOS when add_special appends one (else simply its first max_tokens ids). *truncated (may be
+ * NULL) tells whether anything was cut. Returns the count, or a negative pf_status (PF_ERR_ARG
+ * when max_tokens cannot hold the closing token plus one). */
+int64_t pf_tokenize_truncate(const pf_tokenizer *tok, const char *text, size_t len, bool add_special,
+                             int64_t max_tokens, int32_t *ids, bool *truncated, pf_error *err);
+
+/* Embedding model: general.architecture "bert" (BERT, bge, MiniLM: learned positions, q/k/v
+ * with biases, GELU FFN) or "nomic-bert" (fused qkv, NeoX RoPE, SwiGLU FFN, no linear biases),
+ * post-norm encoder with bidirectional attention (spec 6.4), pooled ({arch}.pooling_type) and
+ * L2-normalized. Loading checks every key and tensor (errors name them); weights stay in the
+ * file's read-only mapping. An embedder owns its compute context (thread pool) and grows its
+ * work buffers per batch, never per token; one thread at a time may use it. */
+typedef struct pf_embedder pf_embedder;
+
+typedef enum pf_pooling {
+    PF_POOLING_NONE = 0, /* rejected by pf_embedder_load: an embedder needs one vector/text */
+    PF_POOLING_MEAN = 1, /* mean over the text's tokens ([CLS] and [SEP] included)         */
+    PF_POOLING_CLS = 2,  /* hidden state of the first token                                */
+    PF_POOLING_LAST = 3, /* hidden state of the last token                                 */
+} pf_pooling;
+
+/* n_threads <= 0: online CPUs. A file without {arch}.pooling_type pools MEAN. */
+int pf_embedder_load(const char *path, int n_threads, pf_embedder **out, pf_error *err);
+void pf_embedder_free(pf_embedder *e);
+int64_t pf_embedder_dim(const pf_embedder *e);        /* {arch}.embedding_length           */
+int64_t pf_embedder_max_tokens(const pf_embedder *e); /* {arch}.context_length, incl. CLS/SEP */
+const pf_tokenizer *pf_embedder_tokenizer(const pf_embedder *e);
+const char *pf_embedder_name(const pf_embedder *e);   /* general.name, else the file name   */
+const char *pf_embedder_arch(const pf_embedder *e);   /* "bert" or "nomic-bert"             */
+pf_pooling pf_embedder_pooling(const pf_embedder *e);
+/* Most token rows of one forward pass (padding included; default max(512, max_tokens)). Texts
+ * of similar length are batched together, each padded to the longest of its batch. */
+int pf_embedder_set_batch(pf_embedder *e, int64_t max_rows, pf_error *err);
+
+/* Embeds texts[0..n) (NUL-terminated UTF-8) into out (n × dim, each row of unit L2 norm; an
+ * empty text is [CLS][SEP]). A text longer than max_tokens is cut to its first
+ * max_tokens - 1 tokens + [SEP]. Returns how many texts were cut (>= 0) or a negative
+ * pf_status; each result equals the text embedded on its own (up to float rounding). */
+int64_t pf_embed(pf_embedder *e, const char *const *texts, int64_t n, float *out, pf_error *err);
+/* Same from token ids (ids[i][0..n_ids[i]), 1 <= n_ids[i] <= max_tokens, used as given). */
+int pf_embed_tokens(pf_embedder *e, const int32_t *const *ids, const int64_t *n_ids, int64_t n, float *out,
+                    pf_error *err);
+
 #ifdef __cplusplus
 }
 #endif

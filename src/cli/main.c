@@ -10,6 +10,7 @@ static const pf_command commands[] = {
     {"quantize", "requantize a model's 2-D weights to another type", cmd_quantize},
     {"tokenize", "print the token ids of a text", cmd_tokenize},
     {"logits", "float32 logits of every position of a token sequence", cmd_logits},
+    {"embed", "embedding vectors of texts (BERT / nomic-bert GGUF)", cmd_embed},
     {"generate", "generate text from a prompt, streaming", cmd_generate},
     {"chat", "interactive chat with a Phi-3 model", cmd_chat},
     {"bench", "prompt-processing and generation speed vs the bandwidth bound", cmd_bench},

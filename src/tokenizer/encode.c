@@ -97,8 +97,9 @@ int64_t pf_tokenize(const pf_tokenizer *tok, const char *text, size_t len, bool 
         }
         /* One space before text that starts the input or follows a special token, so that a
          * word there tokenizes as it does mid-sentence ("▁Hello"). */
-        rc = pft_spm_fragment(tok, text + frags[k].off, (size_t)frags[k].len, tok->add_space_prefix && prev_special,
-                              &sc, &out, err);
+        if (tok->wpm) rc = pft_wpm_fragment(tok, text + frags[k].off, (size_t)frags[k].len, &sc, &out, err);
+        else rc = pft_spm_fragment(tok, text + frags[k].off, (size_t)frags[k].len,
+                                   tok->add_space_prefix && prev_special, &sc, &out, err);
         prev_special = false;
     }
     pft_scratch_free(&sc);

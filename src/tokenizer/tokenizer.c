@@ -199,14 +199,16 @@ int pf_tokenizer_load(const pf_gguf *g, pf_tokenizer **out, pf_error *err) {
     const char *model = NULL;
     if (pf_gguf_get_str(g, "tokenizer.ggml.model", &model, NULL) != PF_OK)
         return pf_error_set(err, PF_ERR_NOT_FOUND, "%s: no tokenizer (tokenizer.ggml.model missing)", pf_gguf_path(g));
-    if (strcmp(model, "llama") != 0) /* "bert" (WordPiece) is the next one to come */
+    const bool wpm = !strcmp(model, "bert"); /* WordPiece: wordpiece.c */
+    if (strcmp(model, "llama") != 0 && !wpm)
         return pf_error_set(err, PF_ERR_UNSUPPORTED,
-                            "%s: tokenizer.ggml.model \"%s\" is not supported (only \"llama\", SentencePiece BPE)",
-                            pf_gguf_path(g), model);
+                            "%s: tokenizer.ggml.model \"%s\" is not supported (only \"llama\", SentencePiece BPE, "
+                            "and \"bert\", WordPiece)", pf_gguf_path(g), model);
     pf_tokenizer *tok = calloc(1, sizeof *tok);
     if (!tok) return pf_error_set(err, PF_ERR_NOMEM, "tokenizer: out of memory");
     int rc = load_vocab(tok, g, err);
     if (!rc) rc = pft_setup_specials(tok, g, err);
+    if (!rc && wpm) rc = pft_wpm_setup(tok, g, err);
     if (rc) {
         pf_tokenizer_free(tok);
         return rc;

@@ -49,6 +49,10 @@ struct pf_tokenizer {
     /* No entry has a "▁" after something other than "▁" (true of SentencePiece vocabularies
      * trained with split_by_whitespace), so BPE may run word by word. */
     bool split_words;
+    /* WordPiece (tokenizer.ggml.model "bert", wordpiece.c): normalizer flags and the longest
+     * vocabulary text in bytes (bounds the greedy match). */
+    bool wpm, wpm_lowercase, wpm_strip_accents;
+    uint32_t wpm_max_len;
 };
 
 /* Length of the UTF-8 character starting at s[0] (n >= 1 bytes available): 1..4 for a
@@ -85,6 +89,13 @@ static inline void pft_emit(pft_out *o, int32_t id) {
 /* SentencePiece BPE of one fragment: optional leading space, " " -> U+2581, merge, emit. */
 int pft_spm_fragment(const pf_tokenizer *tok, const char *text, size_t len, bool space_prefix, pft_scratch *sc,
                      pft_out *out, pf_error *err);
+
+/* WordPiece: sets the [CLS]/[SEP]/[UNK] ids, add flags and normalizer options (after
+ * pft_setup_specials, whose SentencePiece defaults it overrides). */
+int pft_wpm_setup(pf_tokenizer *tok, const pf_gguf *g, pf_error *err);
+/* WordPiece of one text fragment: normalize, split into words, greedy longest match, emit. */
+int pft_wpm_fragment(const pf_tokenizer *tok, const char *text, size_t len, pft_scratch *sc, pft_out *out,
+                     pf_error *err);
 
 /* A piece of the input after partitioning: raw text [off, off+len) or one special id. */
 typedef struct pft_frag {
