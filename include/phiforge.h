@@ -291,7 +291,7 @@ int pf_quantize(pf_compute *c, const float *src, pf_type t, int64_t n_rows, int6
                 pf_error *err);
 
 /* ------------------------------------------------------------------------------------------ */
-/* Tokenizer (SentencePiece BPE from GGUF metadata)                                             */
+/* Tokenizer (SentencePiece BPE and WordPiece, from GGUF metadata)                              */
 /* ------------------------------------------------------------------------------------------ */
 /* Reproduces llama.cpp's SPM tokenizer (tokenizer.ggml.model = "llama"): special-token
  * partition, one space prefixed to each text fragment, " " -> U+2581, score-ordered BPE with
@@ -301,7 +301,8 @@ int pf_quantize(pf_compute *c, const float *src, pf_type t, int64_t n_rows, int6
  * may be closed afterwards), is immutable once loaded and may be shared between threads. */
 typedef struct pf_tokenizer pf_tokenizer;
 
-/* PF_ERR_NOT_FOUND without tokenizer keys, PF_ERR_UNSUPPORTED for models other than "llama". */
+/* PF_ERR_NOT_FOUND without tokenizer keys, PF_ERR_UNSUPPORTED for models other than "llama"
+ * (SentencePiece) and "bert" (WordPiece, see the embedding section). */
 int pf_tokenizer_load(const pf_gguf *g, pf_tokenizer **out, pf_error *err);
 void pf_tokenizer_free(pf_tokenizer *tok);
 
