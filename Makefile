@@ -61,8 +61,13 @@ build/tests/%: $(OBJDIR)/tests/%.o $(TEST_UTIL_OBJ) build/libphiforge.a
 test: all $(TEST_BIN)
 	@bash tests/run.sh $(TEST_BIN)
 
+# Benchmarks (minutes; not part of the tests): kernels vs memory bandwidth, HNSW vs hnswlib,
+# ingestion MB/s and chunks/s, search latency at 100k chunks.
 bench: build/phiforge
 	./build/phiforge bench-kernels
+	bash bench/run_hnsw_bench.sh
+	bash bench/bench_ingest.sh
+	./build/phiforge bench-search --embed-model tests/data/bert-tiny-cls.gguf
 
 # libFuzzer target for the GGUF reader (needs clang). FUZZ_SECONDS bounds a run.
 FUZZ_SECONDS ?= 60

@@ -697,63 +697,6 @@ pf_bench_model_params pf_bench_model_default_params(void);
 int pf_bench_model(const char *path, const pf_bench_model_params *p, pf_bench_model_result *out, pf_error *err);
 
 /* ------------------------------------------------------------------------------------------ */
-/* Document extraction (txt, md, html, pdf, docx, csv, json, jsonl)                           */
-/* ------------------------------------------------------------------------------------------ */
-/* Turns a file into UTF-8 text plus sections that say where each span came from (heading path,
- * PDF page), so chunks can cite their place. Sections are paragraphs (txt, md, html, docx),
- * pages (pdf) or records (csv rows, json records); a heading is its own hard-break section.
- * Sections are separated by a blank line ("\n\n") that belongs to the section before it.
- * Errors name the file and the reason; malformed records of multi-record formats (JSONL lines,
- * JSON records) become warnings, never failures. Reentrant and thread-safe: no global state is
- * kept (libxml2 and poppler's global parameters are initialised once, under pthread_once). */
-
-/* Size caps (inputs above them are refused with PF_ERR_UNSUPPORTED naming the cap): */
-#define PF_EXTRACT_MAX_INPUT_BYTES ((int64_t)512 << 20) /* bytes of one input file/buffer      */
-#define PF_EXTRACT_MAX_TEXT_BYTES ((int64_t)256 << 20)  /* extracted text of one call, all docs */
-#define PF_EXTRACT_MAX_ZIP_PART_BYTES ((int64_t)128 << 20) /* uncompressed DOCX part: zip-bomb guard */
-#define PF_EXTRACT_MAX_WARNINGS 100 /* further warnings are counted in one final summary line    */
-
-typedef struct pf_xsection {     /* a span of a document's text with its place in the source */
-    int64_t start, end;          /* byte offsets into pf_xdoc.text                           */
-    int32_t page;                /* 1-based page number (PDF), 0 when the format has none    */
-    char *heading;               /* heading path "Manual › Maintenance › Filters", or NULL   */
-    bool hard_break;             /* a chunk must not span this section's start (record/page/heading boundary) */
-} pf_xsection;
-
-typedef struct pf_xdoc {
-    char *key;                   /* NULL: the file is the document; else its own id (JSONL _id/id, JSON record id) */
-    char *title;                 /* from <title>, first # heading, PDF/DOCX metadata, record title; may be NULL */
-    char *text;                  /* extracted UTF-8 text: valid UTF-8 (invalid bytes become U+FFFD), */
-    int64_t len;                 /* no NUL bytes, NUL-terminated at text[len]                          */
-    pf_xsection *sections;       /* ordered, non-overlapping, covering [0, len); none when len == 0    */
-    int64_t n_sections;
-    char *metadata_json;         /* a JSON object string (e.g. CSV header, JSON extra fields), "{}" when none */
-} pf_xdoc;
-
-typedef struct pf_xresult {
-    const char *doc_type;        /* "txt" "md" "html" "pdf" "docx" "csv" "json" "jsonl" (static string) */
-    pf_xdoc *docs;
-    int64_t n_docs;
-    int64_t n_skipped;           /* records skipped (e.g. malformed JSONL lines), each with a warning */
-    char **warnings;             /* "data.jsonl:17: not JSON (expected value at column 3)"           */
-    int64_t n_warnings;
-} pf_xresult;
-
-/* Document type by extension (case-insensitive): .txt .text -> "txt", .md .markdown -> "md",
- * .html .htm .xhtml -> "html", .pdf, .docx, .csv .tsv -> "csv", .json, .jsonl .ndjson -> "jsonl".
- * NULL if unsupported. */
-const char *pf_extract_type_of(const char *path);
-/* Reads and extracts `path` (type from its extension). On failure *out is left empty (safe to
- * free): PF_ERR_IO unreadable, PF_ERR_FORMAT broken/not that format/binary, PF_ERR_UNSUPPORTED
- * unknown extension, password-protected PDF or a cap exceeded. Warnings never fail a call. */
-int pf_extract_file(const char *path, pf_xresult *out, pf_error *err);
-/* Same from memory; `doc_type` is one of the type strings above, `name` is used in messages. */
-int pf_extract_memory(const char *doc_type, const char *name, const void *data, size_t size, pf_xresult *out,
-                      pf_error *err);
-/* Frees everything *r owns and zeroes it; NULL is fine. */
-void pf_xresult_free(pf_xresult *r);
-
-/* ------------------------------------------------------------------------------------------ */
 /* Embedding models (BERT, nomic-bert) and the WordPiece tokenizer                            */
 /* ------------------------------------------------------------------------------------------ */
 /* WordPiece: pf_tokenizer_load also loads tokenizer.ggml.model = "bert" (llama.cpp's WPM,
@@ -815,6 +758,483 @@ int64_t pf_embed(pf_embedder *e, const char *const *texts, int64_t n, float *out
 /* Same from token ids (ids[i][0..n_ids[i]), 1 <= n_ids[i] <= max_tokens, used as given). */
 int pf_embed_tokens(pf_embedder *e, const int32_t *const *ids, const int64_t *n_ids, int64_t n, float *out,
                     pf_error *err);
+
+/* ------------------------------------------------------------------------------------------ */
+/* Vector index (HNSW)                                                                        */
+/* ------------------------------------------------------------------------------------------ */
+/* Approximate nearest-neighbour search (HNSW, Malkov & Yashunin 2018) over fixed-dimension
+ * float vectors keyed by int64 labels (the knowledge base's chunk ids). Distances are "lower is
+ * closer": cosine 1 - cos(a, b) (vectors are normalized at insert and query, then compared by
+ * inner product), inner product 1 - a·b, L2 the squared Euclidean distance.
+ * Threads: searches may run concurrently on one index (each takes its own scratch); add,
+ * remove and save must not overlap any other call on the same index. Large arrays are
+ * allocated on transparent huge pages where the kernel allows (fewer TLB misses). */
+typedef enum pf_metric {
+    PF_METRIC_COSINE = 0,
+    PF_METRIC_IP = 1,
+    PF_METRIC_L2 = 2,
+} pf_metric;
+
+typedef enum pf_vec_storage {
+    PF_VEC_F32 = 0, /* 4 bytes per dimension                                                  */
+    PF_VEC_F16 = 1, /* 2 bytes per dimension (IEEE half); queries stay f32                    */
+    PF_VEC_I8 = 2,  /* 1 byte per dimension + 8 per vector: symmetric int8 with a per-vector  */
+                    /* scale (and squared norm); queries are quantized the same way. Lossy:   */
+                    /* recall@10 levels off near 0.94 on 384-d data (bench/), F16 near F32    */
+} pf_vec_storage;
+
+typedef struct pf_hnsw_params {
+    int32_t dim;             /* 1..65536                                                         */
+    pf_metric metric;
+    pf_vec_storage storage;
+    int32_t M;               /* links per node on upper levels, 2*M on level 0 (16); 2..255     */
+    int32_t ef_construction; /* candidate list size while inserting (200; 1..65536), >= M used  */
+    uint64_t seed;           /* level draws: same seed and same calls give the same graph       */
+    int64_t exact_below;     /* pf_hnsw_search scans all vectors while fewer than this many are */
+                             /* live (2000); 0: always use the graph                           */
+    pf_isa isa;              /* distance kernels: AUTO picks AVX2 when the CPU has it           */
+} pf_hnsw_params;
+
+typedef struct pf_hnsw pf_hnsw;
+
+typedef struct pf_hnsw_stats {
+    int64_t count;       /* live vectors                                                        */
+    int64_t slots;       /* live + deleted (deleted slots stay in the graph until reused)       */
+    int64_t deleted;
+    int max_level;       /* -1 when empty                                                       */
+    size_t heap_bytes;   /* memory this index allocated (arrays, label table, scratch)          */
+    size_t mapped_bytes; /* size of the file mapping still in use (0 when built or fully copied) */
+} pf_hnsw_stats;
+
+/* M 16, ef_construction 200, F32 storage, seed 0x5eed, exact_below 2000, AUTO. */
+pf_hnsw_params pf_hnsw_default_params(int32_t dim, pf_metric metric);
+int pf_hnsw_create(const pf_hnsw_params *p, pf_hnsw **out, pf_error *err);
+void pf_hnsw_free(pf_hnsw *h);
+/* Sizes the arrays for n slots in one step (optional; they also grow by doubling). */
+int pf_hnsw_reserve(pf_hnsw *h, int64_t n, pf_error *err);
+/* Adds v (dim floats, all finite) under `label`. An existing label is replaced: its old
+ * vector is deleted first. Deleted slots (other than the entry point) are reused before new
+ * ones are appended. PF_ERR_ARG when dim differs from the index's. */
+int pf_hnsw_add(pf_hnsw *h, int64_t label, const float *v, int32_t dim, pf_error *err);
+/* Marks the label deleted: searches never return it, but the node still routes searches
+ * until an add reuses its slot. PF_ERR_NOT_FOUND when the label is not live. */
+int pf_hnsw_remove(pf_hnsw *h, int64_t label, pf_error *err);
+bool pf_hnsw_contains(const pf_hnsw *h, int64_t label);
+int64_t pf_hnsw_count(const pf_hnsw *h); /* live vectors */
+pf_hnsw_params pf_hnsw_get_params(const pf_hnsw *h);
+void pf_hnsw_get_stats(const pf_hnsw *h, pf_hnsw_stats *out);
+/* The k nearest live vectors to q, closest first: writes min(k, count) labels (and distances
+ * when dists is not NULL) and returns that number, or a negative pf_status. ef (raised to k)
+ * is the candidate list size: larger is slower and more exact. Below params.exact_below live
+ * vectors this is pf_hnsw_search_exact. */
+int64_t pf_hnsw_search(const pf_hnsw *h, const float *q, int32_t dim, int64_t k, int64_t ef, int64_t *labels,
+                       float *dists, pf_error *err);
+/* Same by brute force over every live vector (exact for the stored precision). */
+int64_t pf_hnsw_search_exact(const pf_hnsw *h, const float *q, int32_t dim, int64_t k, int64_t *labels,
+                             float *dists, pf_error *err);
+/* Writes the index to PATH.tmp, fsyncs it, renames it over PATH and fsyncs the directory, so
+ * PATH always holds either the old or the new index. `generation` is stored verbatim (the
+ * knowledge base records which state of its tables the index matches). */
+int pf_hnsw_save(const pf_hnsw *h, const char *path, uint64_t generation, pf_error *err);
+/* Opens a saved index by mapping it (MAP_PRIVATE): vectors and graph are read in place, never
+ * copied, and every link, level and label is checked first (errors name the field and file
+ * offset). The label table and per-node offsets are rebuilt in heap memory. The index stays
+ * fully usable: a remove or an add that reuses a slot writes to the mapping, which copies just
+ * the touched pages (the file never changes); an add that needs more slots than the file holds
+ * moves the arrays to the heap. The file must not be truncated in place while open (save
+ * replaces it by rename, which is safe). generation may be NULL. Kernels are chosen by CPUID. */
+int pf_hnsw_open(const char *path, pf_hnsw **out, uint64_t *generation, pf_error *err);
+
+/* ------------------------------------------------------------------------------------------ */
+/* Document extraction (txt, md, html, pdf, docx, csv, json, jsonl)                           */
+/* ------------------------------------------------------------------------------------------ */
+/* Turns a file into UTF-8 text plus sections that say where each span came from (heading path,
+ * PDF page), so chunks can cite their place. Sections are paragraphs (txt, md, html, docx),
+ * pages (pdf) or records (csv rows, json records); a heading is its own hard-break section.
+ * Sections are separated by a blank line ("\n\n") that belongs to the section before it.
+ * Errors name the file and the reason; malformed records of multi-record formats (JSONL lines,
+ * JSON records) become warnings, never failures. Reentrant and thread-safe: no global state is
+ * kept (libxml2 and poppler's global parameters are initialised once, under pthread_once). */
+
+/* Size caps (inputs above them are refused with PF_ERR_UNSUPPORTED naming the cap): */
+#define PF_EXTRACT_MAX_INPUT_BYTES ((int64_t)512 << 20) /* bytes of one input file/buffer      */
+#define PF_EXTRACT_MAX_TEXT_BYTES ((int64_t)256 << 20)  /* extracted text of one call, all docs */
+#define PF_EXTRACT_MAX_ZIP_PART_BYTES ((int64_t)128 << 20) /* uncompressed DOCX part: zip-bomb guard */
+#define PF_EXTRACT_MAX_WARNINGS 100 /* further warnings are counted in one final summary line    */
+
+typedef struct pf_xsection {     /* a span of a document's text with its place in the source */
+    int64_t start, end;          /* byte offsets into pf_xdoc.text                           */
+    int32_t page;                /* 1-based page number (PDF), 0 when the format has none    */
+    char *heading;               /* heading path "Manual › Maintenance › Filters", or NULL   */
+    bool hard_break;             /* a chunk must not span this section's start (record/page/heading boundary) */
+} pf_xsection;
+
+typedef struct pf_xdoc {
+    char *key;                   /* NULL: the file is the document; else its own id (JSONL _id/id, JSON record id) */
+    char *title;                 /* from <title>, first # heading, PDF/DOCX metadata, record title; may be NULL */
+    char *text;                  /* extracted UTF-8 text: valid UTF-8 (invalid bytes become U+FFFD), */
+    int64_t len;                 /* no NUL bytes, NUL-terminated at text[len]                          */
+    pf_xsection *sections;       /* ordered, non-overlapping, covering [0, len); none when len == 0    */
+    int64_t n_sections;
+    char *metadata_json;         /* a JSON object string (e.g. CSV header, JSON extra fields), "{}" when none */
+} pf_xdoc;
+
+typedef struct pf_xresult {
+    const char *doc_type;        /* "txt" "md" "html" "pdf" "docx" "csv" "json" "jsonl" (static string) */
+    pf_xdoc *docs;
+    int64_t n_docs;
+    int64_t n_skipped;           /* records skipped (e.g. malformed JSONL lines), each with a warning */
+    char **warnings;             /* "data.jsonl:17: not JSON (expected value at column 3)"           */
+    int64_t n_warnings;
+} pf_xresult;
+
+/* Document type by extension (case-insensitive): .txt .text -> "txt", .md .markdown -> "md",
+ * .html .htm .xhtml -> "html", .pdf, .docx, .csv .tsv -> "csv", .json, .jsonl .ndjson -> "jsonl".
+ * NULL if unsupported. */
+const char *pf_extract_type_of(const char *path);
+/* Reads and extracts `path` (type from its extension). On failure *out is left empty (safe to
+ * free): PF_ERR_IO unreadable, PF_ERR_FORMAT broken/not that format/binary, PF_ERR_UNSUPPORTED
+ * unknown extension, password-protected PDF or a cap exceeded. Warnings never fail a call. */
+int pf_extract_file(const char *path, pf_xresult *out, pf_error *err);
+/* Same from memory; `doc_type` is one of the type strings above, `name` is used in messages. */
+int pf_extract_memory(const char *doc_type, const char *name, const void *data, size_t size, pf_xresult *out,
+                      pf_error *err);
+/* Frees everything *r owns and zeroes it; NULL is fine. */
+void pf_xresult_free(pf_xresult *r);
+
+/* ------------------------------------------------------------------------------------------ */
+/* Knowledge base: store, chunking, ingestion                                                 */
+/* ------------------------------------------------------------------------------------------ */
+/* A knowledge base (KB) is a directory: kb.sqlite (SQLite, WAL; the source of truth: documents,
+ * chunks, embeddings, an FTS5 index over chunks) and vectors.hnsw (an HNSW index derived from the
+ * embeddings table, rebuilt whenever it is missing or stale). Schema: src/kb/kb_schema.h. */
+
+/* ---- Chunking ---------------------------------------------------------------------------- */
+/* Token-aware splitting of an extracted document. Sizes are counted with the tokenizer that
+ * consumes the text (the embedder's when the KB has one, else Phi-3's). Regions are runs of
+ * sections between hard breaks (record, page, heading): no chunk ever spans a hard break. Inside
+ * a region text is cut into sentences (words, then runs of at most target tokens, only for a
+ * sentence or word longer than the target) and packed greedily, ending preferably at the
+ * strongest boundary (section or blank line > line > sentence > word) once the chunk is half
+ * full. Consecutive chunks of a region share up to overlap_tokens tokens: whole trailing
+ * sentences, or the last words of a sentence longer than that. Defaults: see src/chunk/chunk.c. */
+#define PF_CHUNK_DEFAULT_TOKENS 256
+#define PF_CHUNK_DEFAULT_OVERLAP 64
+
+typedef struct pf_chunk_params {
+    int32_t target_tokens;        /* most tokens per chunk (>= 8)                                */
+    int32_t overlap_tokens;       /* most tokens consecutive chunks share (< target_tokens / 2 is */
+                                  /* used: larger values are clamped)                            */
+    int32_t max_input_tokens;     /* > 0: the consumer's limit without its specials (embedder    */
+                                  /* max_tokens - 2): a region's target shrinks so that heading  */
+                                  /* prefix + chunk fit                                         */
+    const pf_tokenizer *tok;      /* counts tokens (no BOS/CLS/SEP)                              */
+} pf_chunk_params;
+
+typedef struct pf_chunk {
+    int64_t start, end;   /* text[start..end) is the chunk (no leading/trailing whitespace)     */
+    int32_t page;         /* page of the section it starts in; 0 when none                       */
+    int32_t n_tokens;     /* tokens of text[start..end) (<= target_tokens)                       */
+    int64_t section;      /* index of the section it starts in, -1 for a text without sections   */
+    const char *heading;  /* heading path, borrowed from the sections; NULL when none            */
+} pf_chunk;
+
+/* target 256, overlap 64, no input limit, tok as given. */
+pf_chunk_params pf_chunk_default_params(const pf_tokenizer *tok);
+/* Chunks text[0..len) described by sections (ordered, non-overlapping; NULL/0: one plain
+ * region). A region that holds only its own heading line (the heading path's last part) gets
+ * no chunk unless the document would have none. *out is malloc'd (free()); *n_out may be 0. */
+int pf_chunk_text(const char *text, int64_t len, const pf_xsection *secs, int64_t n_secs, const pf_chunk_params *p,
+                  pf_chunk **out, int64_t *n_out, pf_error *err);
+/* The text an embedder gets for a chunk: "HEADING\n\nTEXT" (just TEXT without heading), malloc'd. */
+char *pf_chunk_embed_text(const char *heading, const char *text, size_t len);
+
+/* ---- Store ------------------------------------------------------------------------------- */
+/* A pf_kb is one connection (foreign keys on, WAL, 10 s busy timeout) plus, loaded on first
+ * use, the KB's embedder and vector index. One thread at a time may use a pf_kb; several
+ * processes may open the same KB (SQLite serializes writers; readers see committed states). */
+typedef struct pf_kb pf_kb;
+struct sqlite3;
+
+/* Opens DIR (create: make the directory and an empty KB when missing). Runs the schema
+ * migrations of older versions in one transaction; a newer version is refused (PF_ERR_UNSUPPORTED
+ * naming both versions), a database that is not a KB too (PF_ERR_FORMAT). */
+int pf_kb_open(const char *dir, bool create, pf_kb **out, pf_error *err);
+void pf_kb_close(pf_kb *kb);
+const char *pf_kb_dir(const pf_kb *kb);
+/* The connection, for reading (FTS5 table chunks_fts, tables of src/kb/kb_schema.h). Writes
+ * must go through the functions below, which keep the derived state (FTS, vector generation). */
+struct sqlite3 *pf_kb_db(pf_kb *kb);
+/* meta value of `key` into buf (NUL-terminated, truncated to cap); PF_ERR_NOT_FOUND if absent. */
+int pf_kb_meta_get(pf_kb *kb, const char *key, char *buf, size_t cap, pf_error *err);
+
+/* The KB's embedding model (meta.embed_model), loaded on first call with n_threads (<= 0: all
+ * CPUs) and owned by the KB; *out = NULL (and PF_OK) when the KB has none. PF_ERR_NOT_FOUND /
+ * PF_ERR_FORMAT naming the file when it cannot be loaded, PF_ERR_FORMAT when the file at that
+ * path is no longer the model the KB was embedded with (different sha256). */
+int pf_kb_embedder(pf_kb *kb, int n_threads, pf_embedder **out, pf_error *err);
+/* The vector index over the embeddings of the KB's model (labels = chunk ids, cosine), owned by
+ * the KB and fresh: vectors.hnsw is opened if its generation equals meta.vector_generation,
+ * else rebuilt from the embeddings table and saved (atomically). *out = NULL when the KB has no
+ * embedding model. */
+int pf_kb_vector_index(pf_kb *kb, pf_hnsw **out, pf_error *err);
+
+typedef struct pf_kb_chunk {
+    int64_t id, doc_id, ordinal;
+    int64_t start, end;         /* byte offsets in the document's extracted text               */
+    int32_t page;               /* 0: none                                                     */
+    int32_t n_tokens;
+    char *text, *heading;       /* heading NULL when none                                      */
+    char *doc_key, *source, *title, *doc_type; /* of its document (title may be NULL)        */
+} pf_kb_chunk;
+
+typedef struct pf_kb_doc {
+    int64_t id;
+    char *key, *source, *title, *doc_type, *sha256, *metadata; /* title may be NULL          */
+    int64_t mtime, size, text_len, ingested_at;
+    int64_t n_chunks, n_tokens;
+} pf_kb_doc;
+
+/* PF_ERR_NOT_FOUND when no such chunk / document. Free with the _clear functions. */
+int pf_kb_chunk_get(pf_kb *kb, int64_t chunk_id, pf_kb_chunk *out, pf_error *err);
+void pf_kb_chunk_clear(pf_kb_chunk *c);
+int pf_kb_doc_get(pf_kb *kb, int64_t doc_id, pf_kb_doc *out, pf_error *err);
+int pf_kb_doc_find(pf_kb *kb, const char *key, pf_kb_doc *out, pf_error *err); /* by doc_key */
+void pf_kb_doc_clear(pf_kb_doc *d);
+/* Calls fn for every document, ordered by key; fn's non-zero return stops (and is returned).
+ * The pf_kb_doc is only valid during the call. */
+typedef int (*pf_kb_doc_fn)(void *user, const pf_kb_doc *d);
+int pf_kb_list(pf_kb *kb, pf_kb_doc_fn fn, void *user, pf_error *err);
+
+typedef enum pf_kb_index_state {
+    PF_KB_INDEX_NONE = 0,    /* no embedding model: lexical only                          */
+    PF_KB_INDEX_MISSING = 1, /* vectors.hnsw absent or unreadable: rebuilt on next use     */
+    PF_KB_INDEX_STALE = 2,   /* its generation differs from meta: rebuilt on next use       */
+    PF_KB_INDEX_FRESH = 3,
+} pf_kb_index_state;
+
+typedef struct pf_kb_type_stats {
+    char type[16];
+    int64_t docs, chunks;
+} pf_kb_type_stats;
+
+typedef struct pf_kb_stats {
+    int schema_version;
+    int64_t documents, sources, chunks, tokens;
+    int64_t embedded;                 /* chunks with a vector of the current model        */
+    char embed_model[512];            /* path; "" when none                               */
+    char embed_name[128];
+    int64_t embed_dim;
+    char chunk_tokenizer[128];
+    int32_t chunk_tokens, chunk_overlap;
+    uint64_t vector_generation;
+    pf_kb_index_state index_state;
+    int64_t index_vectors;            /* live vectors in vectors.hnsw when readable       */
+    int64_t db_bytes, index_bytes;    /* kb.sqlite (+ -wal), vectors.hnsw                 */
+    pf_kb_type_stats types[16];       /* by document type, most documents first          */
+    int n_types;
+} pf_kb_stats;
+
+int pf_kb_get_stats(pf_kb *kb, pf_kb_stats *out, pf_error *err);
+const char *pf_kb_index_state_str(pf_kb_index_state s);
+
+/* Removes, in one transaction, the documents whose key is keys[i] or whose source is keys[i]
+ * (as given, or made absolute with symlinks resolved). removed[i] (may be NULL) gets the count
+ * per key; *n_total the sum. A source whose documents are all gone is forgotten (a later ingest
+ * adds it again). The vector index is updated (or marked stale). */
+int pf_kb_remove(pf_kb *kb, const char *const *keys, int64_t n, int64_t *removed, int64_t *n_total, pf_error *err);
+
+/* ---- Ingestion --------------------------------------------------------------------------- */
+/* Files and folders (recursively; hidden entries skipped, symlinks followed once, files of
+ * unsupported types skipped) are read, hashed (sha256), extracted, chunked, embedded when the
+ * KB has an embedding model, and stored one transaction per file (old documents of that source
+ * deleted, new ones inserted), so a kill at any moment leaves a consistent KB and a re-run
+ * finishes the job. Unchanged files (same sha256 and chunking configuration) are skipped. A
+ * file that fails is reported through the callback and skipped; it never stops the run. */
+typedef enum pf_ingest_event_kind {
+    PF_INGEST_ADDED = 0,      /* a new file's documents were stored                           */
+    PF_INGEST_UPDATED = 1,    /* a changed file's documents replaced the old ones              */
+    PF_INGEST_UNCHANGED = 2,
+    PF_INGEST_FAILED = 3,     /* path + reason; the file is skipped (old documents kept)       */
+    PF_INGEST_WARNING = 4,    /* path + message (skipped record, duplicate key, ...)           */
+    PF_INGEST_PRUNED = 5,     /* documents of a vanished file were removed                     */
+    PF_INGEST_PROGRESS = 6,   /* files_done / files_total, bytes_done / bytes_total            */
+    PF_INGEST_NOTE = 7,       /* a KB-level message (model configured, re-embedding, ...)       */
+} pf_ingest_event_kind;
+
+typedef struct pf_ingest_event {
+    pf_ingest_event_kind kind;
+    const char *path;         /* NULL for NOTE / PROGRESS                                     */
+    const char *msg;          /* reason / warning / note; NULL otherwise                       */
+    int64_t n_docs, n_chunks; /* ADDED / UPDATED / PRUNED                                      */
+    int64_t files_done, files_total;
+    double bytes_done, bytes_total;
+} pf_ingest_event;
+
+typedef void (*pf_ingest_fn)(void *user, const pf_ingest_event *ev);
+
+typedef struct pf_ingest_params {
+    const char *embed_model;  /* GGUF; NULL: the KB's model (if any). The first one given is  */
+                              /* recorded; a different one re-embeds every chunk of the KB     */
+    int32_t chunk_tokens;     /* 0: the KB's setting (meta), else PF_CHUNK_DEFAULT_TOKENS      */
+    int32_t chunk_overlap;    /* < 0: the KB's setting, else PF_CHUNK_DEFAULT_OVERLAP          */
+    bool prune;               /* remove documents whose source file no longer exists           */
+    int n_threads;            /* <= 0: online CPUs                                             */
+    const char *vocab_path;   /* Phi-3 tokenizer counting chunk tokens when the KB has no      */
+                              /* embedder; NULL: pf_init_find_vocab                            */
+    pf_ingest_fn on_event;    /* may be NULL                                                   */
+    void *user;
+} pf_ingest_params;
+
+typedef struct pf_ingest_stats {
+    int64_t files, added, updated, unchanged, failed, skipped; /* skipped: unsupported types  */
+    int64_t pruned;           /* sources removed by prune                                     */
+    int64_t docs, chunks, tokens, embedded; /* written by this run                           */
+    int64_t warnings;
+    double bytes;             /* of the files stored (added or updated): MB/s = bytes / seconds */
+    double seconds, embed_seconds;
+} pf_ingest_stats;
+
+/* chunk_tokens 0, chunk_overlap -1, everything else off / default. */
+pf_ingest_params pf_ingest_default_params(void);
+/* Returns PF_OK even when files failed (see stats->failed); a negative pf_status only for a
+ * KB-level error (database, model, tokenizer, invalid parameters). */
+int pf_kb_ingest(pf_kb *kb, const char *const *paths, int64_t n_paths, const pf_ingest_params *p,
+                 pf_ingest_stats *stats, pf_error *err);
+
+/* ------------------------------------------------------------------------------------------ */
+/* Knowledge base: retrieval (BM25, dense, hybrid)                                            */
+/* ------------------------------------------------------------------------------------------ */
+/* A query in, the chunks that answer it out, best first, each with its place in its source.
+ *   bm25:   FTS5 over chunks_fts. The MATCH expression is built from the query's words, never
+ *           from its raw text: words are tokenized like the index (unicode61, diacritics
+ *           removed), English stopwords dropped (unless nothing else is left), words with the
+ *           same Porter stem kept once, each quoted, all ORed. Ranking is phiforge's own
+ *           BM25 function (registered on the connection) because FTS5's built-in one has a
+ *           fixed k1/b and clamps the IDF of any term in half the chunks to ~0, which wrecks
+ *           small KBs: here IDF = ln(1 + (N - n + 0.5) / (n + 0.5)) (Lucene's) and k1, b and
+ *           the column weights are parameters.
+ *   dense:  the query (with a model-specific prefix, see pf_search_query_prefix) is embedded
+ *           and looked up in the HNSW index; score = cosine similarity.
+ *   hybrid: reciprocal rank fusion of both lists, score = sum_i w_i / (rrf_k + rank_i). Without
+ *           an embedder or an index, hybrid runs as bm25 (results say which ran) and dense
+ *           fails with PF_ERR_UNSUPPORTED.
+ * Filters (source path glob, document types) apply before fusion: both retrievers return
+ * `depth` passing candidates (dense: over-fetch, then an exact scan for selective filters). Near-duplicates are then collapsed, the best-ranked copy kept:
+ * two chunks are duplicates when their normalized token sequences (the index's tokens) are
+ * equal, or when the Jaccard similarity of their word 3-shingle sets is >= dedup_jaccard. */
+struct sqlite3;
+
+typedef enum pf_search_mode {
+    PF_SEARCH_BM25 = 0,
+    PF_SEARCH_DENSE = 1,
+    PF_SEARCH_HYBRID = 2,
+} pf_search_mode;
+
+typedef struct pf_search_params {
+    pf_search_mode mode;      /* HYBRID                                                          */
+    int32_t k;                /* results wanted (10)                                             */
+    int32_t depth;            /* candidates each retriever contributes to fusion (50), >= k      */
+    double rrf_k;             /* 60                                                              */
+    double w_bm25, w_dense;   /* RRF weights of the two lists (1, 1)                             */
+    double bm25_k1, bm25_b;   /* 0.9, 0.4 (Anserini's defaults; see src/kb/kb_search_fts.c)      */
+    double w_text, w_heading; /* BM25 weights of the chunk text and heading-path columns (1, 1)  */
+    bool stopwords;           /* drop English stopwords from BM25 queries (true)                 */
+    int32_t ef;               /* HNSW candidate list (0: 64), raised to what is fetched          */
+    const char *query_prefix; /* text put before the query for embedding; NULL: by model name    */
+                              /* (pf_search_query_prefix), "": none                              */
+    const char *source_glob;  /* fnmatch(3) pattern (no flags: '*' also matches '/') on the      */
+                              /* document's source path; a relative pattern (docs/x*.pdf) also   */
+                              /* matches after any '/' of the path; NULL: all                    */
+    const char *doc_types;    /* comma-separated documents.doc_type values ("pdf,md"); NULL: all */
+    bool dedup;               /* collapse near-duplicate chunks (true)                           */
+    double dedup_jaccard;     /* 3-shingle Jaccard threshold (0.9)                               */
+} pf_search_params;
+
+typedef struct pf_search_hit {
+    int64_t doc_id;           /* documents.id                                                    */
+    int64_t chunk_id;         /* chunks.id                                                       */
+    double score;             /* what ranked it: BM25 score, cosine similarity, or RRF score      */
+    char *doc_key;            /* documents.doc_key: the source path, or the JSONL record's id     */
+    char *source, *title, *doc_type;
+    char *heading;            /* heading path, NULL when none                                    */
+    char *text;               /* the chunk's text                                                */
+    int32_t page;             /* 1-based page, 0 when none                                       */
+    int64_t start_char, end_char; /* byte offsets of the chunk in the document's extracted text  */
+    int32_t bm25_rank, dense_rank; /* 1-based rank in each retriever's list, 0 when not in it    */
+    double bm25_score, dense_score;
+    int32_t n_collapsed;      /* near-duplicates folded into this hit                            */
+} pf_search_hit;
+
+typedef struct pf_search_results {
+    pf_search_hit *hits;
+    int32_t n;
+    pf_search_mode mode;      /* the mode that ran (bm25 when dense was impossible)              */
+    char *fts_query;          /* the MATCH expression used ("" when the query had no words)      */
+} pf_search_results;
+
+/* A retriever over an open KB database; prepares its statements once and registers its SQL
+ * functions (pf_bm25, pf_fnmatch) on `db`. `embedder` and `index` may be NULL (lexical only);
+ * they are borrowed and must outlive the retriever. One thread at a time per retriever. Each
+ * search runs in one read transaction (unless the caller holds one), so it sees one state of a
+ * KB that another process is writing. */
+typedef struct pf_retriever pf_retriever;
+
+pf_search_params pf_search_default_params(void);
+/* The query prefix a model family expects: bge → "Represent this sentence for searching
+ * relevant passages: ", nomic → "search_query: ", e5 → "query: ", else "" (by name, case-
+ * insensitive). */
+const char *pf_search_query_prefix(const char *model_name);
+/* The matching document-side prefix for ingestion: nomic → "search_document: ", e5 →
+ * "passage: ", else "" (bge embeds passages as they are). */
+const char *pf_search_document_prefix(const char *model_name);
+const char *pf_search_mode_name(pf_search_mode m); /* "bm25" "dense" "hybrid" */
+int pf_search_mode_from_name(const char *name, pf_search_mode *out);
+
+int pf_retriever_open(struct sqlite3 *db, pf_embedder *embedder, const pf_hnsw *index, pf_retriever **out,
+                      pf_error *err);
+/* A retriever over a KB: its connection, and when `dense` is true and the KB has an embedding
+ * model, its embedder (n_threads) and fresh vector index (pf_kb_embedder, pf_kb_vector_index);
+ * lexical only otherwise. Free it before closing the KB, and make a new one after writing to
+ * the KB through the same pf_kb (the KB may replace its index). */
+int pf_kb_retriever(pf_kb *kb, bool dense, int n_threads, pf_retriever **out, pf_error *err);
+void pf_retriever_free(pf_retriever *r);
+/* Runs one query. An empty query (or one with no words) gives no results, not an error. */
+int pf_retriever_search(pf_retriever *r, const char *query, const pf_search_params *p, pf_search_results *out,
+                        pf_error *err);
+void pf_search_results_free(pf_search_results *res);
+
+/* Search latency at scale (phiforge search --bench): a synthetic KB of n_chunks chunks of
+ * English-like text (Zipf vocabulary, real stopwords), queries of 2-8 words, each timed through
+ * pf_retriever_search (k results, default parameters). With embed_model, dense and hybrid are
+ * timed too: the query is embedded by the model, the chunk vectors are random unit vectors in an
+ * HNSW index (same size and dimension as real ones; embedding 100k chunks would take long). */
+typedef struct pf_search_bench_params {
+    int64_t n_chunks;         /* 100000                                                        */
+    int32_t words_per_chunk;  /* 180 (about 256 tokens)                                        */
+    int32_t vocab;            /* 50000 distinct words                                          */
+    int32_t n_queries;        /* 500                                                           */
+    int32_t k;                /* 10                                                            */
+    const char *embed_model;  /* GGUF embedder; NULL: bm25 only                                */
+    const char *dir;          /* where the KB is built, or reused when it holds n_chunks;       */
+                              /* NULL: a temporary directory, removed at the end               */
+    uint64_t seed;            /* 42                                                            */
+    int n_threads;            /* embedder threads (<= 0: all CPUs)                             */
+    void (*log)(void *user, const char *msg); /* progress lines, may be NULL                   */
+    void *user;
+} pf_search_bench_params;
+
+typedef struct pf_search_bench_result {
+    int64_t n_chunks;
+    double db_bytes;
+    double build_s, index_s;  /* KB build (0 when reused), HNSW build                          */
+    double mean_hits;         /* bm25 results per query                                        */
+    bool hybrid;              /* dense/hybrid figures below are valid                          */
+    double bm25_ms[4], dense_ms[4], hybrid_ms[4], embed_ms[4]; /* p50, p90, p99, mean         */
+} pf_search_bench_result;
+
+pf_search_bench_params pf_search_bench_default_params(void);
+int pf_search_bench(const pf_search_bench_params *p, pf_search_bench_result *out, pf_error *err);
 
 #ifdef __cplusplus
 }

@@ -19,12 +19,16 @@ int cmd_tensor(int argc, char **argv);
 int cmd_quantize(int argc, char **argv);
 int cmd_bench_kernels(int argc, char **argv);
 int cmd_tokenize(int argc, char **argv);
-int cmd_logits(int argc, char **argv);
 int cmd_embed(int argc, char **argv);
+int cmd_logits(int argc, char **argv);
 int cmd_generate(int argc, char **argv);
 int cmd_chat(int argc, char **argv);
 int cmd_bench(int argc, char **argv);
 int cmd_init(int argc, char **argv);
+int cmd_ingest(int argc, char **argv);
+int cmd_search(int argc, char **argv);
+int cmd_kb(int argc, char **argv);
+int cmd_bench_search(int argc, char **argv);
 
 /* Prints "phiforge <cmd>: <message>" to stderr; returns 1 (the exit status for failures). */
 int cli_fail(const char *cmd, const pf_error *err);
@@ -45,6 +49,7 @@ typedef struct cli_progress {
     bool tty;
     const char *label;
     double total, done, t0, last_draw;
+    const char *rate_unit; /* set after start (e.g. "files") to show "12.3 files/s" */
 } cli_progress;
 void cli_progress_start(cli_progress *p, const char *label, double total);
 void cli_progress_update(cli_progress *p, double done, const char *item);

@@ -9,12 +9,16 @@ static const pf_command commands[] = {
     {"tensor", "write one tensor dequantized to raw float32", cmd_tensor},
     {"quantize", "requantize a model's 2-D weights to another type", cmd_quantize},
     {"tokenize", "print the token ids of a text", cmd_tokenize},
-    {"logits", "float32 logits of every position of a token sequence", cmd_logits},
     {"embed", "embedding vectors of texts (BERT / nomic-bert GGUF)", cmd_embed},
+    {"logits", "float32 logits of every position of a token sequence", cmd_logits},
     {"generate", "generate text from a prompt, streaming", cmd_generate},
     {"chat", "interactive chat with a Phi-3 model", cmd_chat},
     {"bench", "prompt-processing and generation speed vs the bandwidth bound", cmd_bench},
     {"init", "write a random-weight model in the exact layout of a real one", cmd_init},
+    {"ingest", "add files and folders to a knowledge base", cmd_ingest},
+    {"search", "retrieve passages from a knowledge base", cmd_search},
+    {"kb", "knowledge base stats, list, rm", cmd_kb},
+    {"bench-search", "search latency (p50/p99) at 100k chunks", cmd_bench_search},
     {"bench-kernels", "benchmark matvec/matmul kernels against memory bandwidth", cmd_bench_kernels},
 };
 

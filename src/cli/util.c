@@ -76,6 +76,7 @@ void cli_progress_start(cli_progress *p, const char *label, double total) {
     p->done = 0;
     p->t0 = cli_now();
     p->last_draw = 0;
+    p->rate_unit = NULL;
 }
 
 static void fmt_duration(double s, char *buf, size_t cap) {
@@ -100,7 +101,10 @@ void cli_progress_update(cli_progress *p, double done, const char *item) {
     int fill = (int)(frac * 30);
     for (int i = 0; i < 30; i++) bar[i] = i < fill ? '#' : '.';
     bar[30] = 0;
-    fprintf(stderr, "\r%s [%s] %5.1f%% %s<%s %-40.40s", p->label, bar, frac * 100, elapsed, eta, item ? item : "");
+    char rate[48] = "";
+    if (p->rate_unit && el > 0) snprintf(rate, sizeof rate, " %.1f %s/s", done / el, p->rate_unit);
+    fprintf(stderr, "\r%s [%s] %5.1f%% %s<%s%s %-40.40s", p->label, bar, frac * 100, elapsed, eta, rate,
+            item ? item : "");
     fflush(stderr);
 }
 
