@@ -132,6 +132,66 @@ static void test_pre_kernels(const pf_kernels *av) {
     }
 }
 
+/* ---- register-tiled quantized GEMM kernels (pf_matmul's AVX2 n_tok >= 2 path) vs vec_dot --
+ * Every tile shape (nr = 1..PF_QGEMM_ROWS, nt = 1..PF_QGEMM_TOKS), on rows with only a tail
+ * of blocks, with full groups of 8 and a tail, written with an output stride (ldo) != nr. */
+static void test_qgemm(const pf_kernels *av) {
+    const pf_type types[] = {PF_TYPE_Q4_0, PF_TYPE_Q8_0, PF_TYPE_Q4_K, PF_TYPE_Q5_K, PF_TYPE_Q6_K};
+    const pf_qgemm_fn fns[] = {pf_avx2_qgemm_q4_0, pf_avx2_qgemm_q8_0, pf_avx2_qgemm_q4_k, pf_avx2_qgemm_q5_k,
+                               pf_avx2_qgemm_q6_k};
+    for (int k = 0; k < 5; k++) {
+        const pf_type t = types[k], vt = pf_type_get(t)->vec_dot_type;
+        const bool k32 = pf_type_get(t)->block_size == 32;
+        const int64_t sizes[] = {k32 ? 96 : 256, k32 ? 32 * 19 : 256 * 5, k32 ? 32 * 33 : 256 * 12};
+        int bad = 0, total = 0;
+        for (int si = 0; si < 3; si++) {
+            const int64_t n = sizes[si], R_ = PF_QGEMM_ROWS, T_ = PF_QGEMM_TOKS, ldo = PF_QGEMM_ROWS + 3;
+            const size_t wrow = pf_row_size(t, n), yrow = pf_row_size(vt, n);
+            const int64_t ps = 2 * (n / 32);
+            float *wf = xmalloc((size_t)(R_ * n) * 4), *xf = xmalloc((size_t)(T_ * n) * 4);
+            float *wd = xmalloc((size_t)(R_ * n) * 4), *yd = xmalloc((size_t)(T_ * n) * 4);
+            uint8_t *wq = xmalloc(wrow * (size_t)R_), *yq = xmalloc(yrow * (size_t)T_);
+            float *pre = xmalloc((size_t)(T_ * ps) * 4), *out = xmalloc((size_t)(T_ * ldo) * 4);
+            fill(wf, R_ * n, 0.05f);
+            fill(xf, T_ * n, 1.5f);
+            for (int64_t r = 0; r < R_; r++) {
+                pf_type_get(t)->from_float(wf + r * n, wq + (size_t)r * wrow, n);
+                pf_type_get(t)->to_float(wq + (size_t)r * wrow, wd + r * n, n);
+            }
+            for (int64_t j = 0; j < T_; j++) {
+                av->quantize_row[vt](xf + j * n, yq + (size_t)j * yrow, n);
+                pf_type_get(vt)->to_float(yq + (size_t)j * yrow, yd + j * n, n);
+                if (k32) pf_avx2_prep_q8_0(n, yq + (size_t)j * yrow, pre + j * ps);
+            }
+            for (int nr = 1; nr <= R_; nr++) {
+                for (int nt = 1; nt <= T_; nt++) {
+                    for (int64_t i = 0; i < T_ * ldo; i++) out[i] = NAN;
+                    fns[k](n, wq, wrow, yq, yrow, k32 ? pre : NULL, ps, out, ldo, nr, nt);
+                    for (int64_t j = 0; j < T_; j++) {
+                        for (int64_t r = 0; r < ldo; r++) {
+                            const float got = out[j * ldo + r];
+                            if (j >= nt || r >= nr) { /* outside the tile: untouched */
+                                if (!isnan(got) && bad++ < 3) fprintf(stderr, "  qgemm %s wrote outside its tile\n", pf_type_name(t));
+                                continue;
+                            }
+                            float want = NAN;
+                            av->vec_dot[t](n, &want, wq + (size_t)r * wrow, yq + (size_t)j * yrow);
+                            double mag = 0.0;
+                            for (int64_t i = 0; i < n; i++) mag += fabs((double)wd[r * n + i] * yd[j * n + i]);
+                            total++;
+                            if (!(fabs((double)got - want) <= 2e-6 * mag + 1e-30) && bad++ < 3)
+                                fprintf(stderr, "  qgemm %s n=%lld nr=%d nt=%d [%lld,%lld]: %.9g vs vec_dot %.9g\n",
+                                        pf_type_name(t), (long long)n, nr, nt, (long long)j, (long long)r, got, want);
+                        }
+                    }
+                }
+            }
+            free(wf); free(xf); free(wd); free(yd); free(wq); free(yq); free(pre); free(out);
+        }
+        CHECK(&T, bad == 0 && total > 0, "qgemm tile %s: %d of %d outputs differ from vec_dot", pf_type_name(t), bad, total);
+    }
+}
+
 /* ---- activation quantizers: AVX2 bytes == reference bytes ----------------------------------- */
 
 /* Blocks of hand-made cases: zeros, exact .5 ties (amax 127 gives id = 1), equal magnitudes of
@@ -220,7 +280,7 @@ static void test_matmul_type(pf_compute *cs[2][2], pf_type t) {
     const int64_t n_in = tr->block_size == 256 ? 768 : tr->block_size == 32 ? 608 : 100;
     /* 300 rows exceed one per-thread chunk of the float GEMM path (n_in 100) */
     const int64_t outs[] = {1, 5, 37, 300};
-    const int64_t toks[] = {1, 2, 5, 17};
+    const int64_t toks[] = {1, 2, 7, 17}; /* 7, 17: token tails of 3 and 1 after 4-token tiles */
     int bad_ref = 0, bad_self = 0, bad_rc = 0, total = 0;
     double worst = 0.0;
     for (int oi = 0; oi < 4; oi++) {
@@ -387,6 +447,7 @@ int main(void) {
         test_quantize_rows(sc, av);
         test_to_float(sc, av);
         test_pre_kernels(av);
+        test_qgemm(av);
     } else {
         printf("CPU lacks AVX2+FMA+F16C: skipping the AVX2-vs-scalar kernel checks\n");
     }

@@ -1,6 +1,8 @@
 /* Compute context and the multithreaded entry points: pf_matmul (activations quantized once to
  * the weight's vec_dot_type, rows of W split across threads in cache-sized chunks, tokens
- * tiled so each chunk of weight rows is reused from cache), pf_dequantize and pf_quantize. */
+ * tiled so each chunk of weight rows is reused from cache; with AVX2 and several tokens the
+ * Q4_0 / Q8_0 / Q4_K / Q5_K / Q6_K weights go through the register-tiled GEMM kernels of
+ * gemm_q_avx2.c), pf_dequantize and pf_quantize. */
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
@@ -124,6 +126,8 @@ typedef struct mm_ctx {
     pf_dot_pre_fn pre_dot;
     float *pre;         /* per token: pre_stride floats                */
     int64_t pre_stride;
+    /* register-tiled quantized GEMM (AVX2, n_tok >= 2), NULL otherwise */
+    pf_qgemm_fn qgemm;
     /* float matvec over 4 rows at a time (AVX2 f32 / f16 / bf16, one token), NULL otherwise */
     pf_matvec4_fn mv4;
     /* float GEMM path */
@@ -148,6 +152,20 @@ static void mm_quant_rows(void *vctx, int64_t t0, int64_t t1, int ith) {
 static void mm_dot_rows(void *vctx, int64_t r0, int64_t r1, int ith) {
     (void)ith;
     const mm_ctx *m = vctx;
+    if (m->qgemm && m->n_tok >= 2) {
+        /* PF_QGEMM_ROWS x PF_QGEMM_TOKS tiles (the kernel takes the smaller edge tiles too) */
+        for (int64_t t0 = 0; t0 < m->n_tok; t0 += PF_QGEMM_TOKS) {
+            int nt = (int)(m->n_tok - t0 < PF_QGEMM_TOKS ? m->n_tok - t0 : PF_QGEMM_TOKS);
+            const uint8_t *yq = m->xq + (size_t)t0 * m->xrow;
+            const float *pre = m->pre ? m->pre + t0 * m->pre_stride : NULL;
+            for (int64_t r = r0; r < r1; r += PF_QGEMM_ROWS) {
+                int nr = (int)(r1 - r < PF_QGEMM_ROWS ? r1 - r : PF_QGEMM_ROWS);
+                m->qgemm(m->n_in, m->w + (size_t)r * m->wrow, m->wrow, yq, m->xrow, pre, m->pre_stride,
+                         &m->y[t0 * m->n_out + r], m->n_out, nr, nt);
+            }
+        }
+        return;
+    }
     if (m->pre_dot) {
         for (int64_t t0 = 0; t0 < m->n_tok; t0 += MM_TOK_TILE) {
             int64_t t1 = t0 + MM_TOK_TILE < m->n_tok ? t0 + MM_TOK_TILE : m->n_tok;
@@ -202,6 +220,19 @@ static void mm_gemm_rows(void *vctx, int64_t r0, int64_t r1, int ith) {
 
 static bool is_float_type(pf_type t) { return t == PF_TYPE_F32 || t == PF_TYPE_F16 || t == PF_TYPE_BF16; }
 
+/* The register-tiled GEMM kernel for weight type t, if the table has one. */
+static pf_qgemm_fn qgemm_kernel(const pf_kernels *k, pf_type t) {
+    if (k->isa != PF_ISA_AVX2) return NULL;
+    switch (t) {
+    case PF_TYPE_Q4_0: return pf_avx2_qgemm_q4_0;
+    case PF_TYPE_Q8_0: return pf_avx2_qgemm_q8_0;
+    case PF_TYPE_Q4_K: return pf_avx2_qgemm_q4_k;
+    case PF_TYPE_Q5_K: return pf_avx2_qgemm_q5_k;
+    case PF_TYPE_Q6_K: return pf_avx2_qgemm_q6_k;
+    default: return NULL;
+    }
+}
+
 /* The prepared-activation kernel for weight type t, if the table has one. */
 static pf_dot_pre_fn pre_kernel(const pf_kernels *k, pf_type t) {
     if (k->isa != PF_ISA_AVX2) return NULL;
@@ -254,6 +285,7 @@ int pf_matmul(pf_compute *c, const void *w, pf_type wtype, int64_t n_out, int64_
                                 pf_type_name(vdt));
         act_bytes = ((size_t)n_tok * m.xrow + 63) & ~(size_t)63;
         m.pre_dot = pre_kernel(k, wtype);
+        if (n_tok >= 2) m.qgemm = qgemm_kernel(k, wtype);
         if (m.pre_dot) {
             m.pre_stride = 2 * (n_in / QK8_0);
             pre_bytes = ((size_t)(n_tok * m.pre_stride) * sizeof(float) + 63) & ~(size_t)63;
@@ -299,6 +331,7 @@ int pf_matmul(pf_compute *c, const void *w, pf_type wtype, int64_t n_out, int64_
         int64_t chunk = (int64_t)(MM_CHUNK_BYTES / m.wrow);
         int64_t fair = (n_out + nth * 4 - 1) / (nth * 4);
         if (chunk > fair) chunk = fair;
+        if (m.qgemm) chunk = (chunk + PF_QGEMM_ROWS - 1) / PF_QGEMM_ROWS * PF_QGEMM_ROWS; /* whole row tiles */
         parallel_for(c, n_out, chunk < 4 ? 4 : chunk, mm_dot_rows, &m);
     }
     return PF_OK;

@@ -33,6 +33,26 @@ void pf_avx2_prep_q8_0(int64_t n, const void *y, float *pre);
 void pf_avx2_dot_q4_0_pre(int64_t n, float *s, const void *x, const void *y, const float *pre);
 void pf_avx2_dot_q8_0_pre(int64_t n, float *s, const void *x, const void *y, const float *pre);
 
+/* ---- AVX2 register-tiled quantized GEMM (gemm_q_avx2.c), used by pf_matmul for n_tok >= 2:
+ *      for r < nr (1..PF_QGEMM_ROWS), t < nt (1..PF_QGEMM_TOKS):
+ *      out[t * ldo + r] = dot(w + r * wrow, y + t * yrow), y in the weight's vec_dot_type.
+ *      Q4_0 / Q8_0 also take the pf_avx2_prep_q8_0 data of token t at pre + t * pre_stride;
+ *      the K-quant kernels (x Q8_K) ignore pre. Equal to vec_dot up to float rounding.   ---- */
+#define PF_QGEMM_ROWS 2
+#define PF_QGEMM_TOKS 4
+typedef void (*pf_qgemm_fn)(int64_t n, const void *w, size_t wrow, const void *y, size_t yrow, const float *pre,
+                            int64_t pre_stride, float *out, int64_t ldo, int nr, int nt);
+void pf_avx2_qgemm_q4_0(int64_t n, const void *w, size_t wrow, const void *y, size_t yrow, const float *pre,
+                        int64_t pre_stride, float *out, int64_t ldo, int nr, int nt);
+void pf_avx2_qgemm_q8_0(int64_t n, const void *w, size_t wrow, const void *y, size_t yrow, const float *pre,
+                        int64_t pre_stride, float *out, int64_t ldo, int nr, int nt);
+void pf_avx2_qgemm_q4_k(int64_t n, const void *w, size_t wrow, const void *y, size_t yrow, const float *pre,
+                        int64_t pre_stride, float *out, int64_t ldo, int nr, int nt);
+void pf_avx2_qgemm_q5_k(int64_t n, const void *w, size_t wrow, const void *y, size_t yrow, const float *pre,
+                        int64_t pre_stride, float *out, int64_t ldo, int nr, int nt);
+void pf_avx2_qgemm_q6_k(int64_t n, const void *w, size_t wrow, const void *y, size_t yrow, const float *pre,
+                        int64_t pre_stride, float *out, int64_t ldo, int nr, int nt);
+
 /* ---- AVX2 activation quantizers (same bytes as the reference quantizers) ---- */
 void pf_avx2_quant_q8_0(const float *src, void *dst, int64_t n);
 void pf_avx2_quant_q8_1(const float *src, void *dst, int64_t n);
