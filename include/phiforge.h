@@ -436,6 +436,24 @@ typedef enum pf_logits_mode {
 int pf_decode(pf_context *ctx, const int32_t *ids, int64_t n, int64_t pos0, float *logits, pf_logits_mode mode,
               pf_error *err);
 
+/* LoRA adapters in llama.cpp's GGUF format (general.type "adapter", adapter.type "lora",
+ * adapter.lora.alpha; tensors <base>.lora_a ne [n_in, r] and <base>.lora_b ne [r, n_out] of
+ * any matmul type). Loading checks the architecture against the model's and every pair's
+ * shapes against its base weight (errors name the tensor); names ending in _norm.weight are
+ * ignored. Attached to a context, each adapted linear computes y = W x + Σ s · B (A x) with
+ * s = scale · alpha / r (r = lora_b ne[0]; s = scale when alpha is 0 or absent). The adapter
+ * keeps its file mapped; it must outlive every context it is attached to. */
+typedef struct pf_lora pf_lora;
+
+int pf_lora_load(const char *path, const pf_model *m, pf_lora **out, pf_error *err);
+void pf_lora_free(pf_lora *a);
+float pf_lora_alpha(const pf_lora *a);       /* adapter.lora.alpha, 0 when absent        */
+int64_t pf_lora_n_adapted(const pf_lora *a); /* linear weights the adapter modifies      */
+/* Replaces the context's adapters with adapters[0..n) (n = 0: none) at user scales scales[i]
+ * (NULL: all 1.0). Each adapter must have been loaded for the context's model. Buffers are
+ * allocated here, so pf_decode still does not allocate. The KV cache is not recomputed. */
+int pf_context_set_lora(pf_context *ctx, pf_lora *const *adapters, const float *scales, int n, pf_error *err);
+
 /* ------------------------------------------------------------------------------------------ */
 /* Sampling, generation and chat                                                                */
 /* ------------------------------------------------------------------------------------------ */

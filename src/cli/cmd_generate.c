@@ -37,7 +37,9 @@ void gen_cli_usage(FILE *f) {
                "      --repeat-last-n N     window of recent tokens for the penalties (default 64)\n"
                "      --frequency-penalty F subtract F x count from a recent token's logit (default 0)\n"
                "      --presence-penalty P  subtract P from a recent token's logit (default 0)\n"
-               "      --stop STR            stop when STR appears (not printed); repeatable\n");
+               "      --stop STR            stop when STR appears (not printed); repeatable\n"
+               "      --lora FILE           LoRA adapter (llama.cpp GGUF); repeatable, adapters add\n"
+               "      --lora-scale S        scale of the preceding --lora (default 1.0)\n");
 }
 
 static int parse_f(const gen_cli *g, const char *name, const char *arg, float *out) {
@@ -89,6 +91,13 @@ int gen_cli_option(gen_cli *g, int c, const char *arg) {
         if (g->n_stop == GEN_CLI_MAX_STOP) return cli_failf(g->cmd, "at most %d --stop strings", GEN_CLI_MAX_STOP), -1;
         g->stop[g->n_stop++] = arg;
         return 1;
+    case GEN_OPT_LORA:
+        if (g->n_lora == GEN_CLI_MAX_LORA) return cli_failf(g->cmd, "at most %d --lora adapters", GEN_CLI_MAX_LORA), -1;
+        g->lora_path[g->n_lora] = arg, g->lora_scale[g->n_lora++] = 1.0f;
+        return 1;
+    case GEN_OPT_LORA_SCALE:
+        if (g->n_lora == 0) return cli_failf(g->cmd, "--lora-scale must follow a --lora"), -1;
+        return parse_f(g, "--lora-scale", arg, &g->lora_scale[g->n_lora - 1]);
     }
     return 0;
 }
@@ -109,6 +118,10 @@ int gen_cli_load(gen_cli *g) {
     p.n_threads = g->threads;
     p.n_ctx = g->n_ctx ? g->n_ctx : (hp->n_ctx_train < 4096 ? hp->n_ctx_train : 4096);
     if (pf_context_create(g->m, &p, &g->ctx, &err) != PF_OK) return cli_fail(g->cmd, &err);
+    for (int i = 0; i < g->n_lora; i++)
+        if (pf_lora_load(g->lora_path[i], g->m, &g->lora[i], &err) != PF_OK) return cli_fail(g->cmd, &err);
+    if (g->n_lora > 0 && pf_context_set_lora(g->ctx, g->lora, g->lora_scale, g->n_lora, &err) != PF_OK)
+        return cli_fail(g->cmd, &err);
     if (pf_sampler_create(&g->sp, (int32_t)hp->n_vocab, &g->smp, &err) != PF_OK) return cli_fail(g->cmd, &err);
     return 0;
 }
@@ -116,6 +129,7 @@ int gen_cli_load(gen_cli *g) {
 void gen_cli_free(gen_cli *g) {
     pf_sampler_free(g->smp);
     pf_context_free(g->ctx);
+    for (int i = 0; i < g->n_lora; i++) pf_lora_free(g->lora[i]);
     pf_tokenizer_free(g->tok);
     pf_model_free(g->m);
 }

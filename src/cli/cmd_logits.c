@@ -1,4 +1,5 @@
 /* phiforge logits -m M.gguf --ids "1 2 3" -o OUT.f32 [-t N] [-c N] [--kv-type f16|f32]
+ *                 [--lora A.gguf [--lora-scale S]]...
  * One batched forward pass from position 0; writes n_ids × n_vocab float32 little-endian. */
 #include <errno.h>
 #include <getopt.h>
@@ -6,6 +7,8 @@
 #include <string.h>
 
 #include "cli.h"
+
+#define CLI_MAX_LORA 16
 
 static void usage(FILE *f) {
     fprintf(f, "usage: phiforge logits -m MODEL.gguf --ids \"1 2 3\" -o OUT.f32 [options]\n"
@@ -19,7 +22,8 @@ static void usage(FILE *f) {
                "                       n_ids); LongRoPE models use the long factors when it exceeds\n"
                "                       original_context_length\n"
                "      --kv-type T      KV cache type: f16 (default) or f32\n"
-               "      --lora FILE, --lora-scale S   (not supported yet)\n");
+               "      --lora FILE      LoRA adapter (llama.cpp GGUF); repeatable, adapters add\n"
+               "      --lora-scale S   scale of the preceding --lora (default 1.0)\n");
 }
 
 /* Parses integers separated by whitespace or commas into a growing array. */
@@ -95,15 +99,24 @@ typedef struct logits_opts {
     int threads;
     int64_t n_ctx;
     pf_type kv_type;
+    const char *lora[CLI_MAX_LORA];
+    float lora_scale[CLI_MAX_LORA];
+    int n_lora;
 } logits_opts;
 
 static int run(const logits_opts *o, const int32_t *ids, int64_t n) {
     pf_error err = {0};
     pf_model *m = NULL;
     pf_context *ctx = NULL;
+    pf_lora *lora[CLI_MAX_LORA] = {0};
     float *logits = NULL;
     int rc = 1;
     if (pf_model_load(o->model, &m, &err) != PF_OK) return cli_fail("logits", &err);
+    for (int i = 0; i < o->n_lora; i++)
+        if (pf_lora_load(o->lora[i], m, &lora[i], &err) != PF_OK) {
+            cli_fail("logits", &err);
+            goto done;
+        }
     const pf_model_hparams *hp = pf_model_get_hparams(m);
     pf_context_params p = pf_context_default_params();
     p.n_threads = o->threads;
@@ -114,7 +127,8 @@ static int run(const logits_opts *o, const int32_t *ids, int64_t n) {
         cli_failf("logits", "%lld ids exceed the model's context length %lld", (long long)n, (long long)hp->n_ctx_train);
         goto done;
     }
-    if (pf_context_create(m, &p, &ctx, &err) != PF_OK) {
+    if (pf_context_create(m, &p, &ctx, &err) != PF_OK ||
+        (o->n_lora > 0 && pf_context_set_lora(ctx, lora, o->lora_scale, o->n_lora, &err) != PF_OK)) {
         cli_fail("logits", &err);
         goto done;
     }
@@ -134,6 +148,7 @@ static int run(const logits_opts *o, const int32_t *ids, int64_t n) {
 done:
     free(logits);
     pf_context_free(ctx);
+    for (int i = 0; i < o->n_lora; i++) pf_lora_free(lora[i]);
     pf_model_free(m);
     return rc;
 }
@@ -168,7 +183,18 @@ int cmd_logits(int argc, char **argv) {
             else return cli_failf("logits", "bad --kv-type '%s' (f16 or f32)", optarg);
             break;
         case OPT_LORA:
-        case OPT_LORA_SCALE: return cli_failf("logits", "--lora / --lora-scale are not supported yet");
+            if (o.n_lora == CLI_MAX_LORA) return cli_failf("logits", "at most %d --lora adapters", CLI_MAX_LORA);
+            o.lora[o.n_lora] = optarg, o.lora_scale[o.n_lora++] = 1.0f;
+            break;
+        case OPT_LORA_SCALE: {
+            char *end;
+            errno = 0;
+            float v = strtof(optarg, &end);
+            if (end == optarg || *end || errno || v != v) return cli_failf("logits", "bad --lora-scale '%s'", optarg);
+            if (o.n_lora == 0) return cli_failf("logits", "--lora-scale must follow a --lora");
+            o.lora_scale[o.n_lora - 1] = v;
+            break;
+        }
         case 'h': usage(stdout); return 0;
         default: usage(stderr); return 1;
         }

@@ -9,10 +9,11 @@
 #include "cli/cli.h"
 
 #define GEN_CLI_MAX_STOP 32
+#define GEN_CLI_MAX_LORA 16
 
 enum {
     GEN_OPT_TEMP = 300, GEN_OPT_SEED, GEN_OPT_TOP_K, GEN_OPT_TOP_P, GEN_OPT_MIN_P, GEN_OPT_REPEAT,
-    GEN_OPT_REPEAT_N, GEN_OPT_FREQ, GEN_OPT_PRES, GEN_OPT_STOP, GEN_OPT_SYSTEM,
+    GEN_OPT_REPEAT_N, GEN_OPT_FREQ, GEN_OPT_PRES, GEN_OPT_STOP, GEN_OPT_SYSTEM, GEN_OPT_LORA, GEN_OPT_LORA_SCALE,
 };
 
 /* Short options and getopt_long entries of the shared options (put them in each command's table). */
@@ -26,7 +27,8 @@ enum {
     {"repeat-last-n", required_argument, 0, GEN_OPT_REPEAT_N},                                               \
     {"frequency-penalty", required_argument, 0, GEN_OPT_FREQ},                                               \
     {"presence-penalty", required_argument, 0, GEN_OPT_PRES}, {"stop", required_argument, 0, GEN_OPT_STOP},  \
-    {"system", required_argument, 0, GEN_OPT_SYSTEM}, {"help", no_argument, 0, 'h'}
+    {"system", required_argument, 0, GEN_OPT_SYSTEM}, {"lora", required_argument, 0, GEN_OPT_LORA},          \
+    {"lora-scale", required_argument, 0, GEN_OPT_LORA_SCALE}, {"help", no_argument, 0, 'h'}
 
 typedef struct gen_cli {
     const char *cmd; /* "generate" or "chat", for messages */
@@ -37,7 +39,11 @@ typedef struct gen_cli {
     bool seed_set;
     const char *stop[GEN_CLI_MAX_STOP];
     int n_stop;
+    const char *lora_path[GEN_CLI_MAX_LORA];
+    float lora_scale[GEN_CLI_MAX_LORA];
+    int n_lora;
     /* filled by gen_cli_load */
+    pf_lora *lora[GEN_CLI_MAX_LORA];
     pf_model *m;
     pf_tokenizer *tok;
     pf_context *ctx;

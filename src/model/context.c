@@ -158,6 +158,7 @@ void pf_context_free(pf_context *ctx) {
     free(ctx->rope);
     free(ctx->inv_freq);
     free(ctx->scores);
+    pf_lora_context_free(ctx);
     free(ctx);
 }
 

@@ -36,10 +36,11 @@ void pf_model_parallel(pf_context *ctx, int64_t n, int64_t min_par, pf_range_fn 
 
 /* ---- ops ---------------------------------------------------------------------------------- */
 
-/* y[n × n_out] = x[n × n_in] · Wᵀ. The one place every linear layer goes through: a LoRA
- * adapter on this weight will add s · (x · Aᵀ) · Bᵀ here. */
+/* y[n × n_out] = x[n × n_in] · Wᵀ. The one place every linear layer goes through: each LoRA
+ * adapter attached to the context that adapts this weight adds s · (x · Aᵀ) · Bᵀ here. */
 int pf_model_linear(pf_context *ctx, const pf_linear *l, const float *x, int64_t n, float *y, pf_error *err) {
     int rc = pf_matmul(ctx->c, l->w, l->type, l->n_out, l->n_in, x, n, y, err);
+    if (rc == PF_OK && ctx->n_lora > 0) rc = pf_lora_apply(ctx, l, x, n, y, err);
     if (rc != PF_OK && err != NULL) {
         char msg[sizeof err->msg];
         memcpy(msg, err->msg, sizeof msg);

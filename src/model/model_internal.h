@@ -7,7 +7,7 @@
 #include "phiforge.h"
 
 /* A linear layer y = W x, W of n_out rows × n_in columns (GGUF ne = [n_in, n_out]).
- * (LoRA adapters will attach here: y = W x + s·B(A x).) */
+ * LoRA adapters attach here: y = W x + s·B(A x) (lora.c). */
 typedef struct pf_linear {
     const pf_tensor_info *t;
     const void *w;
@@ -65,7 +65,17 @@ struct pf_context {
     float *rope;   /* cos|sin per position  n_batch × n_rot              */
     float *scores; /* per thread: n_ctx scores + head_dim of scaled q    */
     int64_t scores_stride;
+
+    /* LoRA adapters (pf_context_set_lora; lora.c): y = W x + Σ scale_i · B_i (A_i x) */
+    int n_lora;
+    const pf_lora **lora;      /* n_lora, owned by the caller                         */
+    float *lora_scale;         /* n_lora user scales (alpha / r applied per tensor)   */
+    float *lora_u;             /* A x:    n_batch × max r                             */
+    float *lora_y;             /* B (A x): PF_LORA_ROWS × max n_out                   */
 };
+
+/* Rows of B (A x) computed per pf_matmul call (bounds ctx->lora_y). */
+#define PF_LORA_ROWS 32
 
 /* Element offset of layer il, kv head h in k_cache / v_cache. */
 static inline size_t pf_kv_offset(const pf_context *ctx, int64_t il, int64_t h) {
@@ -76,6 +86,12 @@ static inline size_t pf_kv_offset(const pf_context *ctx, int64_t il, int64_t h) 
 
 /* y[n × n_out] = x[n × n_in] · Wᵀ (the single place every linear layer goes through). */
 int pf_model_linear(pf_context *ctx, const pf_linear *l, const float *x, int64_t n, float *y, pf_error *err);
+
+/* y[n × n_out] += Σ_i scale_i · (x · A_iᵀ) · B_iᵀ over the adapters attached to ctx that
+ * adapt l (lora.c; called by pf_model_linear when ctx->n_lora > 0). */
+int pf_lora_apply(pf_context *ctx, const pf_linear *l, const float *x, int64_t n, float *y, pf_error *err);
+/* Frees the context's adapter list and buffers (pf_context_free). */
+void pf_lora_context_free(pf_context *ctx);
 
 /* Fills ctx->rope with cos/sin rows for positions pos0..pos0+n-1. */
 void pf_rope_table(const pf_context *ctx, int64_t pos0, int64_t n);
