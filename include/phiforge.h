@@ -290,6 +290,12 @@ int pf_dequantize(pf_compute *c, const void *src, pf_type t, int64_t n_rows, int
 int pf_quantize(pf_compute *c, const float *src, pf_type t, int64_t n_rows, int64_t ne0, void *dst,
                 pf_error *err);
 
+/* Runs fn(arg, i0, i1) over [0, n) split into one contiguous range per thread of c's pool, or
+ * inline as fn(arg, 0, n) when n < min_par or the pool has one thread (the caller's loop is then
+ * not worth a dispatch). */
+typedef void (*pf_range_fn)(void *arg, int64_t i0, int64_t i1);
+void pf_compute_parallel(pf_compute *c, int64_t n, int64_t min_par, pf_range_fn fn, void *arg);
+
 /* ------------------------------------------------------------------------------------------ */
 /* Tokenizer (SentencePiece BPE and WordPiece, from GGUF metadata)                              */
 /* ------------------------------------------------------------------------------------------ */

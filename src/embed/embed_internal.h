@@ -93,7 +93,7 @@ int pfe_load_gguf(pf_embedder *e, pf_error *err);
 /* Work (about one multiply-add or one transcendental per unit) below which an op runs on the
  * calling thread: dispatching to the pool costs microseconds. */
 #define PFE_PAR_WORK 65536
-typedef void (*pfe_range_fn)(void *arg, int64_t i0, int64_t i1);
+typedef pf_range_fn pfe_range_fn;
 /* fn over [0, n) in contiguous pieces across the pool (inline when n < min_par). */
 void pfe_parallel(pf_embedder *e, int64_t n, int64_t min_par, pfe_range_fn fn, void *arg);
 

@@ -9,26 +9,8 @@
 
 /* ---- parallel helper ---------------------------------------------------------------------- */
 
-typedef struct par_job {
-    pfe_range_fn fn;
-    void *arg;
-    int64_t n;
-} par_job;
-
-static void par_task(void *vjob, int ith, int nth) {
-    const par_job *job = vjob;
-    const int64_t chunk = (job->n + nth - 1) / nth, i0 = (int64_t)ith * chunk;
-    const int64_t i1 = i0 + chunk < job->n ? i0 + chunk : job->n;
-    if (i0 < i1) job->fn(job->arg, i0, i1);
-}
-
 void pfe_parallel(pf_embedder *e, int64_t n, int64_t min_par, pfe_range_fn fn, void *arg) {
-    if (n < min_par || e->n_threads == 1) {
-        fn(arg, 0, n);
-        return;
-    }
-    par_job job = {fn, arg, n};
-    pf_pool_run(pf_compute_pool(e->c), par_task, &job);
+    pf_compute_parallel(e->c, n, min_par, fn, arg);
 }
 
 /* ---- linear ------------------------------------------------------------------------------- */

@@ -402,3 +402,27 @@ int pf_quantize(pf_compute *c, const float *src, pf_type t, int64_t n_rows, int6
     parallel_for(c, n_rows, conv_chunk(c, n_rows, ne0), quant_rows, &cc);
     return PF_OK;
 }
+
+/* ---- pf_compute_parallel ------------------------------------------------------------------- */
+
+typedef struct split_job {
+    pf_range_fn fn;
+    void *arg;
+    int64_t n;
+} split_job;
+
+static void split_task(void *vjob, int ith, int nth) {
+    const split_job *job = vjob;
+    const int64_t chunk = (job->n + nth - 1) / nth, i0 = (int64_t)ith * chunk;
+    const int64_t i1 = i0 + chunk < job->n ? i0 + chunk : job->n;
+    if (i0 < i1) job->fn(job->arg, i0, i1);
+}
+
+void pf_compute_parallel(pf_compute *c, int64_t n, int64_t min_par, pf_range_fn fn, void *arg) {
+    if (n < min_par || c->n_threads == 1) {
+        fn(arg, 0, n);
+        return;
+    }
+    split_job job = {fn, arg, n};
+    pf_pool_run(c->pool, split_task, &job);
+}

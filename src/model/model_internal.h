@@ -105,7 +105,6 @@ void pf_attention(pf_context *ctx, int64_t il, int64_t pos0, int64_t n);
 
 /* Runs fn(arg, i0, i1) over [0, n) split into contiguous pieces across the pool when n is at
  * least `min_par` (else inline). */
-typedef void (*pf_range_fn)(void *arg, int64_t i0, int64_t i1);
 void pf_model_parallel(pf_context *ctx, int64_t n, int64_t min_par, pf_range_fn fn, void *arg);
 
 #endif
