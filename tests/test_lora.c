@@ -59,50 +59,11 @@ static float *batch_logits(pf_test *t, pf_context *ctx, const int32_t *ids, int 
     return lg;
 }
 
-typedef struct row_stats {
-    double corr, rel; /* Pearson correlation; max |a - b| / (max b - min b) */
-    int argmax_a, argmax_b;
-} row_stats;
-
-static row_stats compare_row(const float *a, const float *b, int n) {
-    double sa = 0, sb = 0, saa = 0, sbb = 0, sab = 0, md = 0;
-    float lo = b[0], hi = b[0];
-    row_stats r = {0};
-    for (int i = 0; i < n; i++) {
-        sa += a[i], sb += b[i], saa += (double)a[i] * a[i], sbb += (double)b[i] * b[i], sab += (double)a[i] * b[i];
-        double d = fabs((double)a[i] - b[i]);
-        md = d > md ? d : md;
-        lo = b[i] < lo ? b[i] : lo, hi = b[i] > hi ? b[i] : hi;
-        if (a[i] > a[r.argmax_a]) r.argmax_a = i;
-        if (b[i] > b[r.argmax_b]) r.argmax_b = i;
-    }
-    double cov = sab - sa * sb / n, va = saa - sa * sa / n, vb = sbb - sb * sb / n;
-    r.corr = cov / sqrt(va * vb);
-    r.rel = md / (hi - lo);
-    return r;
-}
-
-static void compare(pf_test *t, const char *what, const float *got, const float *want, int n, double min_corr,
-                    double max_rel, bool argmax) {
-    double worst_corr = 1, worst_rel = 0;
-    int argmax_ok = 0;
-    for (int p = 0; p < n; p++) {
-        row_stats r = compare_row(got + (size_t)p * N_VOCAB, want + (size_t)p * N_VOCAB, N_VOCAB);
-        CHECK(t, r.corr >= min_corr, "%s: position %d correlation %.9f < %.9f", what, p, r.corr, min_corr);
-        CHECK(t, r.rel <= max_rel, "%s: position %d max|diff| = %.3g of the range > %.3g", what, p, r.rel, max_rel);
-        if (argmax) CHECK(t, r.argmax_a == r.argmax_b, "%s: position %d argmax %d != %d", what, p, r.argmax_a, r.argmax_b);
-        argmax_ok += r.argmax_a == r.argmax_b;
-        worst_corr = r.corr < worst_corr ? r.corr : worst_corr;
-        worst_rel = r.rel > worst_rel ? r.rel : worst_rel;
-    }
-    printf("%-52s min corr %.9f, max|diff| %.2e of range, argmax %d/%d\n", what, worst_corr, worst_rel, argmax_ok, n);
-}
-
 /* Largest |a - b| relative to b's range over all positions. */
 static double max_rel_diff(const float *a, const float *b, int n) {
     double worst = 0;
     for (int p = 0; p < n; p++) {
-        row_stats r = compare_row(a + (size_t)p * N_VOCAB, b + (size_t)p * N_VOCAB, N_VOCAB);
+        pf_logit_stats r = pf_test_logit_row(a + (size_t)p * N_VOCAB, b + (size_t)p * N_VOCAB, N_VOCAB);
         worst = r.rel > worst ? r.rel : worst;
     }
     return worst;
@@ -172,7 +133,7 @@ static void test_golden(pf_test *t, fixture *f) {
         float *got = lora_logits(t, f, &f->a, &one, 1, 0, kv ? PF_TYPE_F32 : PF_TYPE_F16);
         char what[96];
         snprintf(what, sizeof what, "lora-r4 scale 1 vs llama.cpp (KV %s)", kv ? "F32" : "F16");
-        if (got) compare(t, what, got, f->want, f->n, 0.99999, 0.002, true);
+        if (got) pf_test_compare_logits(t, what, got, f->want, f->n, N_VOCAB, 0.99999, 0.002, true);
         free(got);
     }
     /* the adapter changes the logits noticeably: the golden is not the base model's */
@@ -180,7 +141,7 @@ static void test_golden(pf_test *t, fixture *f) {
     CHECK(t, d > 0.01, "adapter golden too close to the base model (%.3g)", d);
     /* n_batch 5: internal batch splits */
     float *got = lora_logits(t, f, &f->a, NULL, 1, 5, PF_TYPE_F16);
-    if (got) compare(t, "lora-r4 scale 1 (n_batch 5, scales NULL)", got, f->want, f->n, 0.99999, 0.002, true);
+    if (got) pf_test_compare_logits(t, "lora-r4 scale 1 (n_batch 5, scales NULL)", got, f->want, f->n, N_VOCAB, 0.99999, 0.002, true);
     free(got);
 }
 
@@ -198,7 +159,7 @@ static void test_scales(pf_test *t, fixture *f) {
     free(s2);
     pf_lora *two_ad[2] = {f->a, f->a};
     float *sum = lora_logits(t, f, two_ad, halves, 2, 0, PF_TYPE_F16);
-    if (sum) compare(t, "two adapters at 0.5 each vs golden", sum, f->want, f->n, 0.99999, 0.002, true);
+    if (sum) pf_test_compare_logits(t, "two adapters at 0.5 each vs golden", sum, f->want, f->n, N_VOCAB, 0.99999, 0.002, true);
     free(sum);
 
     /* attach, detach, re-attach on one context */
@@ -220,7 +181,7 @@ static void test_scales(pf_test *t, fixture *f) {
         rc = pf_decode(ctx, &f->ids[i], 1, i, inc + (size_t)i * N_VOCAB, PF_LOGITS_LAST, &e);
         CHECK(t, rc == PF_OK, "incremental %d: %s", i, e.msg);
     }
-    if (rc == PF_OK) compare(t, "lora-r4 token by token vs golden", inc, f->want, f->n, 0.99999, 0.002, true);
+    if (rc == PF_OK) pf_test_compare_logits(t, "lora-r4 token by token vs golden", inc, f->want, f->n, N_VOCAB, 0.99999, 0.002, true);
     free(inc);
     /* bad arguments */
     pf_lora *null_ad = NULL;
@@ -350,7 +311,7 @@ static void test_variants(pf_test *t, fixture *f) {
     CHECK(t, rc == PF_OK, "norm tensor should be ignored: %s", e.msg);
     if (a) {
         float *got = lora_logits(t, f, &a, NULL, 1, 0, PF_TYPE_F16);
-        if (got) compare(t, "adapter with an ignored _norm.weight", got, f->want, f->n, 0.99999, 0.002, true);
+        if (got) pf_test_compare_logits(t, "adapter with an ignored _norm.weight", got, f->want, f->n, N_VOCAB, 0.99999, 0.002, true);
         free(got);
     }
     pf_lora_free(a);
@@ -360,7 +321,7 @@ static void test_variants(pf_test *t, fixture *f) {
         CHECK(t, pf_lora_alpha(a) == 0.0f, "alpha %g", pf_lora_alpha(a));
         const float two = 2.0f; /* alpha 8 / r 4 = 2: scale 2 without alpha is the golden */
         float *got = lora_logits(t, f, &a, &two, 1, 0, PF_TYPE_F16);
-        if (got) compare(t, "no alpha, user scale 2 vs golden", got, f->want, f->n, 0.99999, 0.002, true);
+        if (got) pf_test_compare_logits(t, "no alpha, user scale 2 vs golden", got, f->want, f->n, N_VOCAB, 0.99999, 0.002, true);
         free(got);
     }
     pf_lora_free(a);
@@ -370,7 +331,7 @@ static void test_variants(pf_test *t, fixture *f) {
     CHECK(t, rc == PF_OK, "F16 adapter: %s", e.msg);
     if (a) {
         float *got = lora_logits(t, f, &a, NULL, 1, 0, PF_TYPE_F16);
-        if (got) compare(t, "F16 adapter vs golden", got, f->want, f->n, 0.99999, 0.002, true);
+        if (got) pf_test_compare_logits(t, "F16 adapter vs golden", got, f->want, f->n, N_VOCAB, 0.99999, 0.002, true);
         free(got);
     }
     pf_lora_free(a);
@@ -378,7 +339,7 @@ static void test_variants(pf_test *t, fixture *f) {
     CHECK(t, rc == PF_OK, "Q8_0 adapter: %s", e.msg);
     if (a) {
         float *got = lora_logits(t, f, &a, NULL, 1, 0, PF_TYPE_F16);
-        if (got) compare(t, "Q8_0 lora_a adapter vs golden", got, f->want, f->n, 0.999, 0.02, false);
+        if (got) pf_test_compare_logits(t, "Q8_0 lora_a adapter vs golden", got, f->want, f->n, N_VOCAB, 0.999, 0.02, false);
         free(got);
     }
     pf_lora_free(a);
@@ -411,7 +372,7 @@ static void test_cli(pf_test *t, fixture *f) {
     float *got = pf_test_read_file(out, &size);
     CHECK(t, got && size == (size_t)f->n * N_VOCAB * 4, "output size %zu", size);
     if (got && size == (size_t)f->n * N_VOCAB * 4)
-        compare(t, "phiforge logits --lora (phi3-tiny-lora-r4)", got, f->want, f->n, 0.99999, 0.002, true);
+        pf_test_compare_logits(t, "phiforge logits --lora (phi3-tiny-lora-r4)", got, f->want, f->n, N_VOCAB, 0.99999, 0.002, true);
     free(got);
     unlink(out);
     /* two adapters: 0.25 + 0.75 = the golden */
@@ -421,7 +382,7 @@ static void test_cli(pf_test *t, fixture *f) {
     CHECK(t, sh(cmd) == 0, "phiforge logits with two --lora failed");
     got = pf_test_read_file(out, &size);
     if (got && size == (size_t)f->n * N_VOCAB * 4)
-        compare(t, "phiforge logits --lora x2 (0.25 + 0.75)", got, f->want, f->n, 0.99999, 0.002, true);
+        pf_test_compare_logits(t, "phiforge logits --lora x2 (0.25 + 0.75)", got, f->want, f->n, N_VOCAB, 0.99999, 0.002, true);
     else CHECK(t, 0, "two-adapter output size %zu", size);
     free(got);
     unlink(out);

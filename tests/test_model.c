@@ -75,46 +75,6 @@ static float *batch_logits(pf_test *t, pf_context *ctx, const int32_t *ids, int 
     return lg;
 }
 
-typedef struct row_stats {
-    double corr, rel; /* Pearson correlation; max |a - b| / (max b - min b) */
-    int argmax_a, argmax_b;
-} row_stats;
-
-static row_stats compare_row(const float *a, const float *b, int n) {
-    double sa = 0, sb = 0, saa = 0, sbb = 0, sab = 0, md = 0;
-    float lo = b[0], hi = b[0];
-    row_stats r = {0};
-    for (int i = 0; i < n; i++) {
-        sa += a[i], sb += b[i], saa += (double)a[i] * a[i], sbb += (double)b[i] * b[i], sab += (double)a[i] * b[i];
-        double d = fabs((double)a[i] - b[i]);
-        md = d > md ? d : md;
-        lo = b[i] < lo ? b[i] : lo, hi = b[i] > hi ? b[i] : hi;
-        if (a[i] > a[r.argmax_a]) r.argmax_a = i;
-        if (b[i] > b[r.argmax_b]) r.argmax_b = i;
-    }
-    double cov = sab - sa * sb / n, va = saa - sa * sa / n, vb = sbb - sb * sb / n;
-    r.corr = cov / sqrt(va * vb);
-    r.rel = md / (hi - lo);
-    return r;
-}
-
-/* Per-position checks of got against want; prints the worst figures. */
-static void compare(pf_test *t, const char *what, const float *got, const float *want, int n, double min_corr,
-                    double max_rel, bool argmax) {
-    double worst_corr = 1, worst_rel = 0;
-    int argmax_ok = 0;
-    for (int p = 0; p < n; p++) {
-        row_stats r = compare_row(got + (size_t)p * N_VOCAB, want + (size_t)p * N_VOCAB, N_VOCAB);
-        CHECK(t, r.corr >= min_corr, "%s: position %d correlation %.9f < %.9f", what, p, r.corr, min_corr);
-        CHECK(t, r.rel <= max_rel, "%s: position %d max|diff| = %.3g of the range > %.3g", what, p, r.rel, max_rel);
-        if (argmax) CHECK(t, r.argmax_a == r.argmax_b, "%s: position %d argmax %d != %d", what, p, r.argmax_a, r.argmax_b);
-        argmax_ok += r.argmax_a == r.argmax_b;
-        worst_corr = r.corr < worst_corr ? r.corr : worst_corr;
-        worst_rel = r.rel > worst_rel ? r.rel : worst_rel;
-    }
-    printf("%-44s min corr %.9f, max|diff| %.2e of range, argmax %d/%d\n", what, worst_corr, worst_rel, argmax_ok, n);
-}
-
 /* ---- goldens ------------------------------------------------------------------------------ */
 
 static void golden(pf_test *t, const char *model, const char *ids_name, const char *logits_name, int64_t n_ctx,
@@ -136,7 +96,7 @@ static void golden(pf_test *t, const char *model, const char *ids_name, const ch
             float *got = batch_logits(t, ctx, ids, n);
             char what[128];
             snprintf(what, sizeof what, "%s (KV %s)", model, kv ? "F32" : "F16");
-            if (got) compare(t, what, got, want, n, min_corr, max_rel, argmax);
+            if (got) pf_test_compare_logits(t, what, got, want, n, N_VOCAB, min_corr, max_rel, argmax);
             free(got);
             pf_context_free(ctx);
         }
@@ -172,28 +132,28 @@ static void incremental(pf_test *t, const char *model, pf_type kv, int threads) 
         for (int i = 0; i < n && rc == PF_OK; i++) rc = pf_decode(ctx, ids + i, 1, i, got + (size_t)i * N_VOCAB, PF_LOGITS_LAST, &e);
         CHECK(t, rc == PF_OK && pf_context_n_past(ctx) == n, "token by token: %s", e.msg);
         snprintf(what, sizeof what, "%s KV %s token by token", model, pf_type_name(kv));
-        compare(t, what, got, ref, n, 0.9999999, 1e-4, true);
+        pf_test_compare_logits(t, what, got, ref, n, N_VOCAB, 0.9999999, 1e-4, true);
 
         const int split = 9;
         rc = pf_decode(ctx, ids, split, 0, got, PF_LOGITS_ALL, &e);
         if (rc == PF_OK) rc = pf_decode(ctx, ids + split, n - split, split, got + (size_t)split * N_VOCAB, PF_LOGITS_ALL, &e);
         CHECK(t, rc == PF_OK, "two chunks: %s", e.msg);
         snprintf(what, sizeof what, "%s KV %s two chunks", model, pf_type_name(kv));
-        compare(t, what, got, ref, n, 0.9999999, 1e-4, true);
+        pf_test_compare_logits(t, what, got, ref, n, N_VOCAB, 0.9999999, 1e-4, true);
 
         rc = pf_decode(ctx, ids + 15, n - 15, 15, got + (size_t)15 * N_VOCAB, PF_LOGITS_ALL, &e); /* rewind to 15 */
         CHECK(t, rc == PF_OK && pf_context_n_past(ctx) == n, "rewind: %s", e.msg);
         snprintf(what, sizeof what, "%s KV %s rewind", model, pf_type_name(kv));
-        compare(t, what, got, ref, n, 0.9999999, 1e-4, true);
+        pf_test_compare_logits(t, what, got, ref, n, N_VOCAB, 0.9999999, 1e-4, true);
 
         rc = pf_decode(small, ids, n, 0, got, PF_LOGITS_ALL, &e);
         CHECK(t, rc == PF_OK, "n_batch 5: %s", e.msg);
         snprintf(what, sizeof what, "%s KV %s n_batch 5", model, pf_type_name(kv));
-        compare(t, what, got, ref, n, 0.9999999, 1e-4, true);
+        pf_test_compare_logits(t, what, got, ref, n, N_VOCAB, 0.9999999, 1e-4, true);
 
         rc = pf_decode(small, ids, n, 0, got, PF_LOGITS_LAST, &e);
         CHECK(t, rc == PF_OK, "last only: %s", e.msg);
-        row_stats r = compare_row(got, ref + (size_t)(n - 1) * N_VOCAB, N_VOCAB);
+        pf_logit_stats r = pf_test_logit_row(got, ref + (size_t)(n - 1) * N_VOCAB, N_VOCAB);
         CHECK(t, r.rel <= 1e-4, "last row differs: %.3g", r.rel);
         rc = pf_decode(small, ids, n, 0, NULL, PF_LOGITS_LAST, &e);
         CHECK(t, rc == PF_OK && pf_context_n_past(small) == n, "no logits: %s", e.msg);
@@ -382,7 +342,7 @@ static void test_cli(pf_test *t) {
     float *got = pf_test_read_file(out, &size);
     CHECK(t, got && size == 23 * (size_t)N_VOCAB * 4, "output size %zu", size);
     if (got && want && size == 23 * (size_t)N_VOCAB * 4)
-        compare(t, "phiforge logits (phi3-tiny-f16)", got, want, 23, 0.99999, 0.002, true);
+        pf_test_compare_logits(t, "phiforge logits (phi3-tiny-f16)", got, want, 23, N_VOCAB, 0.99999, 0.002, true);
     free(got);
     free(want);
     unlink(out);

@@ -29,3 +29,37 @@ float pf_test_gauss(pf_test_rng *r) { /* Box-Muller */
     if (u1 < 1e-7f) u1 = 1e-7f;
     return sqrtf(-2.0f * logf(u1)) * cosf(6.2831853f * u2);
 }
+
+pf_logit_stats pf_test_logit_row(const float *a, const float *b, int n) {
+    double sa = 0, sb = 0, saa = 0, sbb = 0, sab = 0, md = 0;
+    float lo = b[0], hi = b[0];
+    pf_logit_stats r = {0};
+    for (int i = 0; i < n; i++) {
+        sa += a[i], sb += b[i], saa += (double)a[i] * a[i], sbb += (double)b[i] * b[i], sab += (double)a[i] * b[i];
+        double d = fabs((double)a[i] - b[i]);
+        md = d > md ? d : md;
+        lo = b[i] < lo ? b[i] : lo, hi = b[i] > hi ? b[i] : hi;
+        if (a[i] > a[r.argmax_a]) r.argmax_a = i;
+        if (b[i] > b[r.argmax_b]) r.argmax_b = i;
+    }
+    double cov = sab - sa * sb / n, va = saa - sa * sa / n, vb = sbb - sb * sb / n;
+    r.corr = cov / sqrt(va * vb);
+    r.rel = md / (hi - lo);
+    return r;
+}
+
+void pf_test_compare_logits(pf_test *t, const char *what, const float *got, const float *want, int n_pos, int n_vocab,
+                            double min_corr, double max_rel, bool argmax) {
+    double worst_corr = 1, worst_rel = 0;
+    int argmax_ok = 0;
+    for (int p = 0; p < n_pos; p++) {
+        pf_logit_stats r = pf_test_logit_row(got + (size_t)p * n_vocab, want + (size_t)p * n_vocab, n_vocab);
+        CHECK(t, r.corr >= min_corr, "%s: position %d correlation %.9f < %.9f", what, p, r.corr, min_corr);
+        CHECK(t, r.rel <= max_rel, "%s: position %d max|diff| = %.3g of the range > %.3g", what, p, r.rel, max_rel);
+        if (argmax) CHECK(t, r.argmax_a == r.argmax_b, "%s: position %d argmax %d != %d", what, p, r.argmax_a, r.argmax_b);
+        argmax_ok += r.argmax_a == r.argmax_b;
+        worst_corr = r.corr < worst_corr ? r.corr : worst_corr;
+        worst_rel = r.rel > worst_rel ? r.rel : worst_rel;
+    }
+    printf("%-52s min corr %.9f, max|diff| %.2e of range, argmax %d/%d\n", what, worst_corr, worst_rel, argmax_ok, n_pos);
+}

@@ -40,4 +40,16 @@ static inline float pf_test_uniform(pf_test_rng *r) { /* [-1, 1) */
 }
 float pf_test_gauss(pf_test_rng *r);
 
+/* Logit comparison against a golden row: Pearson correlation, max |a - b| relative to b's range,
+ * and both argmaxes. */
+typedef struct pf_logit_stats {
+    double corr, rel;
+    int argmax_a, argmax_b;
+} pf_logit_stats;
+pf_logit_stats pf_test_logit_row(const float *a, const float *b, int n);
+/* Per-position checks of got against want (n_pos rows of n_vocab): correlation >= min_corr,
+ * relative max diff <= max_rel, and equal argmax when asked; prints the worst figures. */
+void pf_test_compare_logits(pf_test *t, const char *what, const float *got, const float *want, int n_pos, int n_vocab,
+                            double min_corr, double max_rel, bool argmax);
+
 #endif
