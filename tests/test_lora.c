@@ -362,7 +362,7 @@ static void test_cli(pf_test *t, fixture *f) {
         printf("SKIP: ./build/phiforge not built\n");
         return;
     }
-    char cmd[1024], out[128], ids[1024] = "";
+    char cmd[4096], out[128], ids[1024] = "";
     for (int i = 0; i < f->n; i++) snprintf(ids + strlen(ids), sizeof ids - strlen(ids), "%s%d", i ? " " : "", f->ids[i]);
     snprintf(out, sizeof out, "%s/cli.f32", g_tmpdir);
     snprintf(cmd, sizeof cmd, "./build/phiforge logits -m %s --ids \"%s\" -o %s -t 2 --lora %s 2>/dev/null",
