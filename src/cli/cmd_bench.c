@@ -39,9 +39,10 @@ static void print_json(FILE *f, const char *path, const pf_bench_model_result *r
 
 static void print_table(FILE *f, const char *path, const pf_bench_model_result *r) {
     char b[6][32];
-    fprintf(f, "phiforge bench: %s (%s, %s params, %s), %d threads, n_ctx %lld, %d reps after a warm-up\n\n", path,
+    fprintf(f, "phiforge bench: %s (%s, %s params, %s), %d thread%s, n_ctx %lld, %d reps after a warm-up\n\n", path,
             pf_file_type_name(r->file_type), cli_human_count(r->n_params, b[0], sizeof b[0]),
-            cli_human_bytes(r->file_bytes, b[1], sizeof b[1]), r->n_threads, (long long)r->n_ctx, r->reps);
+            cli_human_bytes(r->file_bytes, b[1], sizeof b[1]), r->n_threads, r->n_threads == 1 ? "" : "s",
+            (long long)r->n_ctx, r->reps);
     fprintf(f, "%-8s %18s %12s %11s\n", "test", "tokens/s", "bound t/s", "% of bound");
     fprintf(f, "pp%-6lld %10.2f ± %5.2f %12s %11s\n", (long long)r->n_prompt, r->pp_tps, r->pp_tps_sd, "", "");
     fprintf(f, "tg%-6lld %10.2f ± %5.2f %12.2f %10.1f%%\n\n", (long long)r->n_gen, r->tg_tps, r->tg_tps_sd,
