@@ -12,30 +12,7 @@
 #define N_VOCAB 32064
 static char g_tmpdir[64];
 
-/* ---- helpers (as in test_model.c) --------------------------------------------------------- */
-
-static int read_ids(const char *name, int32_t *ids, int cap) {
-    char path[256];
-    if (!pf_test_data_path(path, sizeof path, "models", name)) return 0;
-    FILE *f = fopen(path, "r");
-    if (!f) return 0;
-    int n = 0;
-    while (n < cap && fscanf(f, "%d", &ids[n]) == 1) n++;
-    fclose(f);
-    return n;
-}
-
-static float *read_f32(const char *name, size_t count) {
-    char path[256];
-    size_t size = 0;
-    if (!pf_test_data_path(path, sizeof path, "models", name)) return NULL;
-    float *p = pf_test_read_file(path, &size);
-    if (p && size != count * sizeof(float)) {
-        free(p);
-        return NULL;
-    }
-    return p;
-}
+/* ---- helpers ------------------------------------------------------------------------------ */
 
 static pf_context *make_ctx(pf_test *t, const pf_model *m, int64_t n_batch, pf_type kv) {
     pf_context_params p = pf_context_default_params();
@@ -85,8 +62,8 @@ static bool setup(pf_test *t, fixture *f) {
     memset(f, 0, sizeof *f);
     if (!pf_test_data_path(f->model_path, sizeof f->model_path, "models", "phi3-tiny-f16.gguf") ||
         !pf_test_data_path(f->lora_path, sizeof f->lora_path, "models", "phi3-tiny-lora-r4.gguf") ||
-        !(f->n = read_ids("chat.ids", f->ids, 128)) ||
-        !(f->want = read_f32("phi3-tiny-f16.lora-r4-scale1.logits.f32", (size_t)f->n * N_VOCAB))) {
+        !(f->n = pf_test_read_ids("chat.ids", f->ids, 128)) ||
+        !(f->want = pf_test_read_golden_f32("phi3-tiny-f16.lora-r4-scale1.logits.f32", (size_t)f->n * N_VOCAB))) {
         printf("SKIP: phi3-tiny-f16 / phi3-tiny-lora-r4 / golden logits not found\n");
         return false;
     }

@@ -15,30 +15,6 @@ static char g_tmpdir[64];
 
 /* ---- helpers ------------------------------------------------------------------------------ */
 
-static int read_ids(const char *name, int32_t *ids, int cap) {
-    char path[256];
-    if (!pf_test_data_path(path, sizeof path, "models", name)) return 0;
-    FILE *f = fopen(path, "r");
-    if (!f) return 0;
-    int n = 0;
-    while (n < cap && fscanf(f, "%d", &ids[n]) == 1) n++;
-    fclose(f);
-    return n;
-}
-
-/* Reads `count` floats of tests/data/NAME or ../shared/golden/models/NAME; NULL if absent. */
-static float *read_f32(const char *name, size_t count) {
-    char path[256];
-    size_t size = 0;
-    if (!pf_test_data_path(path, sizeof path, "models", name)) return NULL;
-    float *p = pf_test_read_file(path, &size);
-    if (p && size != count * sizeof(float)) {
-        free(p);
-        return NULL;
-    }
-    return p;
-}
-
 static pf_model *load(pf_test *t, const char *name) {
     char path[256];
     if (!pf_test_data_path(path, sizeof path, "models", name)) {
@@ -80,8 +56,8 @@ static float *batch_logits(pf_test *t, pf_context *ctx, const int32_t *ids, int 
 static void golden(pf_test *t, const char *model, const char *ids_name, const char *logits_name, int64_t n_ctx,
                    double min_corr, double max_rel, bool argmax, bool expect_long) {
     int32_t ids[128];
-    int n = read_ids(ids_name, ids, 128);
-    float *want = n ? read_f32(logits_name, (size_t)n * N_VOCAB) : NULL;
+    int n = pf_test_read_ids(ids_name, ids, 128);
+    float *want = n ? pf_test_read_golden_f32(logits_name, (size_t)n * N_VOCAB) : NULL;
     if (!want) {
         printf("SKIP: %s / %s not found\n", ids_name, logits_name);
         return;
@@ -119,7 +95,7 @@ static void test_goldens(pf_test *t) {
 /* Token by token, two chunks, n_batch 5 (internal splits), rewind: all equal to one batch. */
 static void incremental(pf_test *t, const char *model, pf_type kv, int threads) {
     int32_t ids[64];
-    int n = read_ids("chat.ids", ids, 64);
+    int n = pf_test_read_ids("chat.ids", ids, 64);
     pf_model *m = n ? load(t, model) : NULL;
     if (!m) return;
     pf_context *ctx = make_ctx(t, m, 64, 0, kv, threads), *small = make_ctx(t, m, 64, 5, kv, threads);
@@ -330,7 +306,7 @@ static void test_cli(pf_test *t) {
         printf("SKIP: ./build/phiforge not built\n");
         return;
     }
-    float *want = read_f32("phi3-tiny-f16.logits.f32", 23 * (size_t)N_VOCAB);
+    float *want = pf_test_read_golden_f32("phi3-tiny-f16.logits.f32", 23 * (size_t)N_VOCAB);
     char cmd[512], out[128];
     snprintf(out, sizeof out, "%s/cli.f32", g_tmpdir);
     snprintf(cmd, sizeof cmd,

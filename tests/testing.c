@@ -24,6 +24,29 @@ const char *pf_test_data_path(char *buf, size_t cap, const char *subdir, const c
     return NULL;
 }
 
+int pf_test_read_ids(const char *name, int32_t *ids, int cap) {
+    char path[256];
+    if (!pf_test_data_path(path, sizeof path, "models", name)) return 0;
+    FILE *f = fopen(path, "r");
+    if (!f) return 0;
+    int n = 0;
+    while (n < cap && fscanf(f, "%d", &ids[n]) == 1) n++;
+    fclose(f);
+    return n;
+}
+
+float *pf_test_read_golden_f32(const char *name, size_t count) {
+    char path[256];
+    size_t size = 0;
+    if (!pf_test_data_path(path, sizeof path, "models", name)) return NULL;
+    float *p = pf_test_read_file(path, &size);
+    if (p && size != count * sizeof(float)) {
+        free(p);
+        return NULL;
+    }
+    return p;
+}
+
 float pf_test_gauss(pf_test_rng *r) { /* Box-Muller */
     float u1 = (pf_test_uniform(r) + 1.0f) * 0.5f, u2 = (pf_test_uniform(r) + 1.0f) * 0.5f;
     if (u1 < 1e-7f) u1 = 1e-7f;

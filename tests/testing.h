@@ -30,6 +30,13 @@ void *pf_test_read_file(const char *path, size_t *size);
  * or NULL when neither exists. */
 const char *pf_test_data_path(char *buf, size_t cap, const char *subdir, const char *name);
 
+/* Token ids (whitespace-separated) of tests/data/NAME or ../shared/golden/models/NAME; returns
+ * how many were read (0 when the file is absent). */
+int pf_test_read_ids(const char *name, int32_t *ids, int cap);
+/* Exactly `count` floats of tests/data/NAME or ../shared/golden/models/NAME; NULL when absent or
+ * of another size. */
+float *pf_test_read_golden_f32(const char *name, size_t count);
+
 /* Deterministic xorshift PRNG for test data. */
 typedef struct pf_test_rng { uint64_t s; } pf_test_rng;
 static inline uint64_t pf_test_next(pf_test_rng *r) {
