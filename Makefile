@@ -1,6 +1,7 @@
 # phiforge build.  `make` -> build/libphiforge.a + build/phiforge;  `make test`;  `make SANITIZE=1 test`
 # Every src/**/*.c is part of the library except src/cli (the command-line tool).
-# Files named *_avx2.c are compiled with AVX2/FMA/F16C enabled and only called after a CPUID check.
+# Files named *_avx2.c are compiled with AVX2/FMA/F16C enabled and only called after a CPUID check;
+# files named *_avx512.c also with AVX-512 F/VL/BW/VNNI (called only when pf_cpu_has_avx512vnni()).
 
 CC      ?= cc
 MODE    := $(if $(filter 1,$(SANITIZE)),san,rel)
@@ -20,6 +21,7 @@ DEPS_CFLAGS := $(shell pkg-config --cflags $(DEPS) 2>/dev/null)
 DEPS_LIBS   := $(shell pkg-config --libs $(DEPS) 2>/dev/null)
 CFLAGS_ALL = $(CSTD) $(WARN) $(OPT) -Iinclude -Isrc -pthread $(DEPS_CFLAGS) $(CFLAGS)
 AVX2FLAGS := -mavx2 -mfma -mf16c
+AVX512FLAGS := $(AVX2FLAGS) -mavx512f -mavx512vl -mavx512bw -mavx512vnni
 LDLIBS  := $(DEPS_LIBS) -lm -lpthread
 
 LIB_SRC  := $(shell find src -name '*.c' -not -path 'src/cli/*' | sort)
@@ -38,6 +40,10 @@ all: build/libphiforge.a build/phiforge
 # Remember the last mode so switching SANITIZE relinks the outputs.
 build/.mode-$(MODE):
 	@mkdir -p build && rm -f build/.mode-* && touch $@
+
+$(OBJDIR)/%_avx512.o: %_avx512.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS_ALL) $(AVX512FLAGS) -MMD -MP -c $< -o $@
 
 $(OBJDIR)/%_avx2.o: %_avx2.c
 	@mkdir -p $(dir $@)
@@ -74,7 +80,7 @@ FUZZ_SECONDS ?= 60
 build/fuzz/fuzz_gguf: fuzz/fuzz_gguf.c $(LIB_SRC)
 	@mkdir -p build/fuzz
 	clang $(CSTD) -g -O1 -Iinclude -Isrc -pthread $(DEPS_CFLAGS) -fsanitize=fuzzer,address,undefined \
-	  -mavx2 -mfma -mf16c -o $@ fuzz/fuzz_gguf.c $(LIB_SRC) $(LDLIBS)
+	  $(AVX512FLAGS) -o $@ fuzz/fuzz_gguf.c $(LIB_SRC) $(LDLIBS)
 fuzz: build/fuzz/fuzz_gguf
 fuzz-run: build/fuzz/fuzz_gguf
 	@mkdir -p build/fuzz/corpus && cp -n tests/data/*.gguf build/fuzz/corpus/ 2>/dev/null || true

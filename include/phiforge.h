@@ -251,6 +251,10 @@ typedef enum pf_isa {
 } pf_isa;
 
 bool pf_cpu_has_avx2(void); /* AVX2 + FMA + F16C, and the OS saves YMM state */
+/* AVX2 as above plus AVX-512 F/BW/VL/VNNI with OS support. A compute context created with
+ * PF_ISA_AUTO on such a CPU uses vpdpbusd in the int8 matvec kernels (Q4_0, Q8_0); one created
+ * with PF_ISA_AVX2 uses plain AVX2 everywhere. */
+bool pf_cpu_has_avx512vnni(void);
 
 /* One table of kernels per instruction set (immutable, static storage). */
 typedef struct pf_kernels {
@@ -273,6 +277,8 @@ int pf_compute_create(int n_threads, pf_isa isa, pf_compute **out, pf_error *err
 void pf_compute_free(pf_compute *c);
 pf_pool *pf_compute_pool(pf_compute *c);
 const pf_kernels *pf_compute_kernels(const pf_compute *c);
+/* "scalar", "avx2" or "avx2+vnni": the kernels this context really runs. */
+const char *pf_compute_isa_name(const pf_compute *c);
 /* Scratch of at least `bytes` (64-byte aligned), valid until the next call; NULL on OOM. */
 void *pf_compute_scratch(pf_compute *c, size_t bytes);
 

@@ -100,9 +100,10 @@ static void test_vec_dot(const pf_kernels *sc, const pf_kernels *av) {
 }
 
 /* ---- prepared-activation kernels (pf_matmul's AVX2 Q4_0 / Q8_0 path) vs vec_dot ------------ */
-static void test_pre_kernels(const pf_kernels *av) {
+static void test_pre_kernels(const pf_kernels *av, bool vnni) {
     const pf_type types[2] = {PF_TYPE_Q4_0, PF_TYPE_Q8_0};
-    const pf_dot_pre_fn fns[2] = {pf_avx2_dot_q4_0_pre, pf_avx2_dot_q8_0_pre};
+    const pf_dot_pre_fn fns[2] = {vnni ? pf_vnni_dot_q4_0_pre : pf_avx2_dot_q4_0_pre,
+                                  vnni ? pf_vnni_dot_q8_0_pre : pf_avx2_dot_q8_0_pre};
     const int nbs[] = {1, 3, 7, 8, 9, 16, 17, 33, 257};
     for (int k = 0; k < 2; k++) {
         int bad = 0, total = 0;
@@ -128,7 +129,8 @@ static void test_pre_kernels(const pf_kernels *av) {
             total++;
             free(x); free(y); free(pre); free(qx); free(qy); free(xd); free(yd);
         }
-        CHECK(&T, bad == 0, "prepared kernel %s: %d of %d differ from vec_dot", pf_type_name(types[k]), bad, total);
+        CHECK(&T, bad == 0, "prepared %s kernel %s: %d of %d differ from vec_dot", vnni ? "vnni" : "avx2",
+              pf_type_name(types[k]), bad, total);
     }
 }
 
@@ -273,7 +275,7 @@ static double act_qerr(pf_type vt, const float *x, int64_t n, int64_t i) {
     return m / 254.0; /* half a quantization step, d = amax / 127 */
 }
 
-static void test_matmul_type(pf_compute *cs[2][2], pf_type t) {
+static void test_matmul_type(pf_compute *cs[3][2], pf_type t) {
     const pf_type_traits *tr = pf_type_get(t);
     pf_type vt = tr->vec_dot_type;
     /* 19 blocks of 32: two groups of 8 plus a tail for the prepared-activation kernels */
@@ -298,7 +300,7 @@ static void test_matmul_type(pf_compute *cs[2][2], pf_type t) {
             double *qe = xmalloc((size_t)(n_tok * n_in) * sizeof(double));
             fill(x, n_tok * n_in, 1.0f);
             for (int64_t i = 0; i < n_tok * n_in; i++) qe[i] = act_qerr(vt, x + i / n_in * n_in, n_in, i % n_in);
-            for (int isa = 0; isa < 2; isa++) {
+            for (int isa = 0; isa < 3; isa++) {
                 for (int th = 0; th < 2; th++) {
                     pf_compute *c = cs[isa][th];
                     if (!c) continue;
@@ -446,18 +448,26 @@ int main(void) {
         test_vec_dot(sc, av);
         test_quantize_rows(sc, av);
         test_to_float(sc, av);
-        test_pre_kernels(av);
+        test_pre_kernels(av, false);
+        if (pf_cpu_has_avx512vnni()) test_pre_kernels(av, true);
+        else printf("CPU lacks AVX-512 VNNI: skipping the VNNI kernel checks\n");
         test_qgemm(av);
     } else {
         printf("CPU lacks AVX2+FMA+F16C: skipping the AVX2-vs-scalar kernel checks\n");
     }
 
-    pf_compute *cs[2][2] = {{NULL, NULL}, {NULL, NULL}};
+    /* scalar, AVX2, and AUTO when it differs from AVX2 (AVX-512 VNNI matvec kernels) */
+    pf_compute *cs[3][2] = {{NULL, NULL}, {NULL, NULL}, {NULL, NULL}};
     pf_error err;
     for (int th = 0; th < 2; th++) {
         CHECK(&T, pf_compute_create(th + 1, PF_ISA_SCALAR, &cs[0][th], &err) == PF_OK, "create scalar: %s", err.msg);
         if (avx2)
             CHECK(&T, pf_compute_create(th + 1, PF_ISA_AVX2, &cs[1][th], &err) == PF_OK, "create avx2: %s", err.msg);
+        if (pf_cpu_has_avx512vnni()) {
+            CHECK(&T, pf_compute_create(th + 1, PF_ISA_AUTO, &cs[2][th], &err) == PF_OK, "create auto: %s", err.msg);
+            CHECK(&T, cs[2][th] && strcmp(pf_compute_isa_name(cs[2][th]), "avx2+vnni") == 0, "AUTO runs avx2+vnni");
+            CHECK(&T, cs[1][th] && strcmp(pf_compute_isa_name(cs[1][th]), "avx2") == 0, "AVX2 runs plain avx2");
+        }
     }
     if (!avx2) {
         pf_compute *c = NULL;
@@ -470,7 +480,7 @@ int main(void) {
         test_convert(c2);
         test_scratch(c2);
     }
-    for (int i = 0; i < 2; i++)
+    for (int i = 0; i < 3; i++)
         for (int j = 0; j < 2; j++) pf_compute_free(cs[i][j]);
     pf_compute_free(NULL);
     return TEST_REPORT(&T);

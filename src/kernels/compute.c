@@ -13,6 +13,7 @@
 struct pf_compute {
     pf_pool *pool;
     const pf_kernels *k;
+    bool vnni;     /* AUTO on an AVX-512 VNNI CPU: int8 matvec kernels use vpdpbusd */
     int n_threads;
     void *scratch; /* pf_compute_scratch: the caller's                     */
     size_t scratch_cap;
@@ -54,6 +55,7 @@ int pf_compute_create(int n_threads, pf_isa isa, pf_compute **out, pf_error *err
         return rc;
     }
     c->k = k;
+    c->vnni = isa == PF_ISA_AUTO && k->isa == PF_ISA_AVX2 && pf_cpu_has_avx512vnni();
     c->n_threads = pf_pool_n_threads(c->pool);
     *out = c;
     return PF_OK;
@@ -69,6 +71,7 @@ void pf_compute_free(pf_compute *c) {
 
 pf_pool *pf_compute_pool(pf_compute *c) { return c ? c->pool : NULL; }
 const pf_kernels *pf_compute_kernels(const pf_compute *c) { return c ? c->k : NULL; }
+const char *pf_compute_isa_name(const pf_compute *c) { return c == NULL ? "none" : c->vnni ? "avx2+vnni" : c->k->name; }
 void *pf_compute_scratch(pf_compute *c, size_t bytes) { return c ? grow(&c->scratch, &c->scratch_cap, bytes) : NULL; }
 
 /* ---- parallel for over [0, n) in chunks claimed through an atomic counter ------------------ */
@@ -233,12 +236,12 @@ static pf_qgemm_fn qgemm_kernel(const pf_kernels *k, pf_type t) {
     }
 }
 
-/* The prepared-activation kernel for weight type t, if the table has one. */
-static pf_dot_pre_fn pre_kernel(const pf_kernels *k, pf_type t) {
-    if (k->isa != PF_ISA_AVX2) return NULL;
+/* The prepared-activation kernel for weight type t, if there is one (VNNI when c has it). */
+static pf_dot_pre_fn pre_kernel(const pf_compute *c, pf_type t) {
+    if (c->k->isa != PF_ISA_AVX2) return NULL;
     switch (t) {
-    case PF_TYPE_Q4_0: return pf_avx2_dot_q4_0_pre;
-    case PF_TYPE_Q8_0: return pf_avx2_dot_q8_0_pre;
+    case PF_TYPE_Q4_0: return c->vnni ? pf_vnni_dot_q4_0_pre : pf_avx2_dot_q4_0_pre;
+    case PF_TYPE_Q8_0: return c->vnni ? pf_vnni_dot_q8_0_pre : pf_avx2_dot_q8_0_pre;
     default: return NULL;
     }
 }
@@ -284,7 +287,7 @@ int pf_matmul(pf_compute *c, const void *w, pf_type wtype, int64_t n_out, int64_
             return pf_error_set(err, PF_ERR_ARG, "pf_matmul: n_in=%lld is not whole %s blocks", (long long)n_in,
                                 pf_type_name(vdt));
         act_bytes = ((size_t)n_tok * m.xrow + 63) & ~(size_t)63;
-        m.pre_dot = pre_kernel(k, wtype);
+        m.pre_dot = pre_kernel(c, wtype);
         if (n_tok >= 2) m.qgemm = qgemm_kernel(k, wtype);
         if (m.pre_dot) {
             m.pre_stride = 2 * (n_in / QK8_0);

@@ -1,4 +1,5 @@
-/* Run-time CPU feature detection: AVX2 + FMA + F16C, and OS support for the YMM state.
+/* Run-time CPU feature detection: AVX2 + FMA + F16C, and OS support for the YMM state; AVX-512
+ * VNNI (+ F, BW, VL) and OS support for the ZMM / opmask state.
  * Computed on every call (a few CPUID instructions); callers cache it per pf_compute. */
 #include "phiforge.h"
 
@@ -25,8 +26,19 @@ bool pf_cpu_has_avx2(void) {
     return (b & (1u << 5)) != 0; /* AVX2 */
 }
 
+bool pf_cpu_has_avx512vnni(void) {
+    if (!pf_cpu_has_avx2()) return false;
+    unsigned a, b, c, d;
+    __cpuid_count(7, 0, a, b, c, d);
+    const unsigned need_b = (1u << 16) /* AVX512F */ | (1u << 30) /* AVX512BW */ | (1u << 31) /* AVX512VL */;
+    if ((b & need_b) != need_b || (c & (1u << 11)) == 0 /* AVX512_VNNI */) return false;
+    /* The OS must also save the opmask (bit 5) and upper ZMM state (bits 6, 7). */
+    return (read_xcr0() & 0xE6u) == 0xE6u;
+}
+
 #else
 
 bool pf_cpu_has_avx2(void) { return false; }
+bool pf_cpu_has_avx512vnni(void) { return false; }
 
 #endif

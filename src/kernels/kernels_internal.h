@@ -32,6 +32,9 @@ typedef void (*pf_dot_pre_fn)(int64_t n, float *s, const void *x, const void *y,
 void pf_avx2_prep_q8_0(int64_t n, const void *y, float *pre);
 void pf_avx2_dot_q4_0_pre(int64_t n, float *s, const void *x, const void *y, const float *pre);
 void pf_avx2_dot_q8_0_pre(int64_t n, float *s, const void *x, const void *y, const float *pre);
+/* The same two with AVX-512 VNNI (dot_pre_vnni_avx512.c; only when pf_cpu_has_avx512vnni()). */
+void pf_vnni_dot_q4_0_pre(int64_t n, float *s, const void *x, const void *y, const float *pre);
+void pf_vnni_dot_q8_0_pre(int64_t n, float *s, const void *x, const void *y, const float *pre);
 
 /* ---- AVX2 register-tiled quantized GEMM (gemm_q_avx2.c), used by pf_matmul for n_tok >= 2:
  *      for r < nr (1..PF_QGEMM_ROWS), t < nt (1..PF_QGEMM_TOKS):
