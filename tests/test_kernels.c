@@ -137,11 +137,12 @@ static void test_pre_kernels(const pf_kernels *av, bool vnni) {
 /* ---- register-tiled quantized GEMM kernels (pf_matmul's AVX2 n_tok >= 2 path) vs vec_dot --
  * Every tile shape (nr = 1..PF_QGEMM_ROWS, nt = 1..PF_QGEMM_TOKS), on rows with only a tail
  * of blocks, with full groups of 8 and a tail, written with an output stride (ldo) != nr. */
-static void test_qgemm(const pf_kernels *av) {
+static void test_qgemm(const pf_kernels *av, bool vnni) {
     const pf_type types[] = {PF_TYPE_Q4_0, PF_TYPE_Q8_0, PF_TYPE_Q4_K, PF_TYPE_Q5_K, PF_TYPE_Q6_K};
-    const pf_qgemm_fn fns[] = {pf_avx2_qgemm_q4_0, pf_avx2_qgemm_q8_0, pf_avx2_qgemm_q4_k, pf_avx2_qgemm_q5_k,
+    const pf_qgemm_fn fns[] = {vnni ? pf_vnni_qgemm_q4_0 : pf_avx2_qgemm_q4_0,
+                               vnni ? pf_vnni_qgemm_q8_0 : pf_avx2_qgemm_q8_0, pf_avx2_qgemm_q4_k, pf_avx2_qgemm_q5_k,
                                pf_avx2_qgemm_q6_k};
-    for (int k = 0; k < 5; k++) {
+    for (int k = 0; k < (vnni ? 2 : 5); k++) {
         const pf_type t = types[k], vt = pf_type_get(t)->vec_dot_type;
         const bool k32 = pf_type_get(t)->block_size == 32;
         const int64_t sizes[] = {k32 ? 96 : 256, k32 ? 32 * 19 : 256 * 5, k32 ? 32 * 33 : 256 * 12};
@@ -190,7 +191,8 @@ static void test_qgemm(const pf_kernels *av) {
             }
             free(wf); free(xf); free(wd); free(yd); free(wq); free(yq); free(pre); free(out);
         }
-        CHECK(&T, bad == 0 && total > 0, "qgemm tile %s: %d of %d outputs differ from vec_dot", pf_type_name(t), bad, total);
+        CHECK(&T, bad == 0 && total > 0, "qgemm %s tile %s: %d of %d outputs differ from vec_dot", vnni ? "vnni" : "avx2",
+              pf_type_name(t), bad, total);
     }
 }
 
@@ -451,7 +453,8 @@ int main(void) {
         test_pre_kernels(av, false);
         if (pf_cpu_has_avx512vnni()) test_pre_kernels(av, true);
         else printf("CPU lacks AVX-512 VNNI: skipping the VNNI kernel checks\n");
-        test_qgemm(av);
+        test_qgemm(av, false);
+        if (pf_cpu_has_avx512vnni()) test_qgemm(av, true);
     } else {
         printf("CPU lacks AVX2+FMA+F16C: skipping the AVX2-vs-scalar kernel checks\n");
     }

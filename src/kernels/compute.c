@@ -223,12 +223,12 @@ static void mm_gemm_rows(void *vctx, int64_t r0, int64_t r1, int ith) {
 
 static bool is_float_type(pf_type t) { return t == PF_TYPE_F32 || t == PF_TYPE_F16 || t == PF_TYPE_BF16; }
 
-/* The register-tiled GEMM kernel for weight type t, if the table has one. */
-static pf_qgemm_fn qgemm_kernel(const pf_kernels *k, pf_type t) {
-    if (k->isa != PF_ISA_AVX2) return NULL;
+/* The register-tiled GEMM kernel for weight type t, if there is one (VNNI when c has it). */
+static pf_qgemm_fn qgemm_kernel(const pf_compute *c, pf_type t) {
+    if (c->k->isa != PF_ISA_AVX2) return NULL;
     switch (t) {
-    case PF_TYPE_Q4_0: return pf_avx2_qgemm_q4_0;
-    case PF_TYPE_Q8_0: return pf_avx2_qgemm_q8_0;
+    case PF_TYPE_Q4_0: return c->vnni ? pf_vnni_qgemm_q4_0 : pf_avx2_qgemm_q4_0;
+    case PF_TYPE_Q8_0: return c->vnni ? pf_vnni_qgemm_q8_0 : pf_avx2_qgemm_q8_0;
     case PF_TYPE_Q4_K: return pf_avx2_qgemm_q4_k;
     case PF_TYPE_Q5_K: return pf_avx2_qgemm_q5_k;
     case PF_TYPE_Q6_K: return pf_avx2_qgemm_q6_k;
@@ -288,7 +288,7 @@ int pf_matmul(pf_compute *c, const void *w, pf_type wtype, int64_t n_out, int64_
                                 pf_type_name(vdt));
         act_bytes = ((size_t)n_tok * m.xrow + 63) & ~(size_t)63;
         m.pre_dot = pre_kernel(c, wtype);
-        if (n_tok >= 2) m.qgemm = qgemm_kernel(k, wtype);
+        if (n_tok >= 2) m.qgemm = qgemm_kernel(c, wtype);
         if (m.pre_dot) {
             m.pre_stride = 2 * (n_in / QK8_0);
             pre_bytes = ((size_t)(n_tok * m.pre_stride) * sizeof(float) + 63) & ~(size_t)63;

@@ -12,84 +12,22 @@
 #include "kernels/kernels_internal.h"
 #include "kernels/simd_avx2.h"
 
-#define PF_AI static inline __attribute__((always_inline))
-/* Fully unrolls the loops over the rows / tokens of a tile (bounds are constants after
- * inlining), so the accumulators are registers rather than a stack array. */
-#define PF_UNROLL _Pragma("GCC unroll 8")
+#include "kernels/gemm_q_tile.h"
 
-/* Expands the (nr, nt) dispatch of a tile body NAME##_body(args..., NR, NT). */
-#define QGEMM_DISPATCH(NAME)                                                                              \
-    void pf_avx2_qgemm_##NAME(int64_t n, const void *w, size_t wrow, const void *y, size_t yrow,          \
-                              const float *pre, int64_t ps, float *out, int64_t ldo, int nr, int nt) {     \
-        const uint8_t *w8 = w, *y8 = y;                                                                   \
-        switch ((nr - 1) * PF_QGEMM_TOKS + (nt - 1)) {                                                    \
-        case 0: NAME##_body(n, w8, wrow, y8, yrow, pre, ps, out, ldo, 1, 1); break;                       \
-        case 1: NAME##_body(n, w8, wrow, y8, yrow, pre, ps, out, ldo, 1, 2); break;                       \
-        case 2: NAME##_body(n, w8, wrow, y8, yrow, pre, ps, out, ldo, 1, 3); break;                       \
-        case 3: NAME##_body(n, w8, wrow, y8, yrow, pre, ps, out, ldo, 1, 4); break;                       \
-        case 4: NAME##_body(n, w8, wrow, y8, yrow, pre, ps, out, ldo, 2, 1); break;                       \
-        case 5: NAME##_body(n, w8, wrow, y8, yrow, pre, ps, out, ldo, 2, 2); break;                       \
-        case 6: NAME##_body(n, w8, wrow, y8, yrow, pre, ps, out, ldo, 2, 3); break;                       \
-        case 7: NAME##_body(n, w8, wrow, y8, yrow, pre, ps, out, ldo, 2, 4); break;                       \
-        default: break;                                                                                   \
-        }                                                                                                 \
-    }
+#define QGEMM_DISPATCH(NAME) PF_QGEMM_DISPATCH(pf_avx2_qgemm_##NAME, NAME##_body)
 
-/* ---- Q4_0 x Q8_0 ---------------------------------------------------------------------------
- * sum_b dx*dy * sum(u*y) - 8 * sum_b dx * (dy*sum(y)), u = nibble in [0, 15] (see
- * dot_pre_avx2.c); the -8 correction is folded into the same accumulator lanes. */
-PF_AI void q4_0_body(int64_t n, const uint8_t *w, size_t wrow, const uint8_t *y, size_t yrow, const float *pre,
-                     int64_t ps, float *out, int64_t ldo, const int NR, const int NT) {
-    const int64_t nb = n / QK4_0;
-    const __m256i ones16 = _mm256_set1_epi16(1);
-    __m256 acc[2][4];
-    float ctail[2][4];
-    _Alignas(32) float sc[2][4][8];
-    PF_UNROLL for (int r = 0; r < NR; r++)
-        PF_UNROLL for (int t = 0; t < NT; t++) acc[r][t] = _mm256_setzero_ps(), ctail[r][t] = 0.0f;
-    int64_t i = 0;
-    for (; i + 8 <= nb; i += 8) {
-        PF_UNROLL for (int r = 0; r < NR; r++) {
-            const uint8_t *b0 = PF_BLK(block_q4_0, w + r * wrow, i);
-            pf_prefetch_ahead(b0, 8 * sizeof(block_q4_0));
-            const __m256 dx = pf_halves8(b0, sizeof(block_q4_0));
-            const __m256 dx8 = _mm256_mul_ps(dx, _mm256_set1_ps(8.0f));
-            PF_UNROLL for (int t = 0; t < NT; t++) {
-                const float *p = pre + t * ps;
-                _mm256_store_ps(sc[r][t], _mm256_mul_ps(dx, _mm256_loadu_ps(p + i)));
-                acc[r][t] = _mm256_fnmadd_ps(dx8, _mm256_loadu_ps(p + nb + i), acc[r][t]);
-            }
-        }
-        for (int k = 0; k < 8; k++) {
-            __m256i u[2];
-            PF_UNROLL for (int r = 0; r < NR; r++)
-                u[r] = pf_unpack_nibbles_32(PF_FLD(block_q4_0, PF_BLK(block_q4_0, w + r * wrow, i + k), qs));
-            PF_UNROLL for (int t = 0; t < NT; t++) {
-                const __m256i yv = pf_ld256(PF_FLD(block_q8_0, PF_BLK(block_q8_0, y + t * yrow, i + k), qs));
-                PF_UNROLL for (int r = 0; r < NR; r++) {
-                    __m256i p = _mm256_madd_epi16(_mm256_maddubs_epi16(u[r], yv), ones16);
-                    acc[r][t] = _mm256_fmadd_ps(_mm256_broadcast_ss(&sc[r][t][k]), _mm256_cvtepi32_ps(p), acc[r][t]);
-                }
-            }
-        }
-    }
-    for (; i < nb; i++) {
-        PF_UNROLL for (int r = 0; r < NR; r++) {
-            const uint8_t *bx = PF_BLK(block_q4_0, w + r * wrow, i);
-            const float dx = pf_ldh(PF_FLD(block_q4_0, bx, d));
-            const __m256i u = pf_unpack_nibbles_32(PF_FLD(block_q4_0, bx, qs));
-            PF_UNROLL for (int t = 0; t < NT; t++) {
-                const float *p = pre + t * ps;
-                const __m256i yv = pf_ld256(PF_FLD(block_q8_0, PF_BLK(block_q8_0, y + t * yrow, i), qs));
-                __m256i d = _mm256_madd_epi16(_mm256_maddubs_epi16(u, yv), ones16);
-                acc[r][t] = _mm256_fmadd_ps(_mm256_set1_ps(dx * p[i]), _mm256_cvtepi32_ps(d), acc[r][t]);
-                ctail[r][t] += dx * p[nb + i];
-            }
-        }
-    }
-    PF_UNROLL for (int r = 0; r < NR; r++)
-        PF_UNROLL for (int t = 0; t < NT; t++) out[t * ldo + r] = pf_hsum_ps(acc[r][t]) - 8.0f * ctail[r][t];
-}
+/* ---- Q4_0 x Q8_0: unsigned nibbles minus 8 (see gemm_q_offset_body.h) ---------------------- */
+#define QB_BODY q4_0_body
+#define QB_BLOCK block_q4_0
+#define QB_UNPACK(blk) pf_unpack_nibbles_32(PF_FLD(block_q4_0, (blk), qs))
+#define QB_DOT(u, y) _mm256_madd_epi16(_mm256_maddubs_epi16((u), (y)), _mm256_set1_epi16(1))
+#define QB_OFFSET 8.0f
+#include "kernels/gemm_q_offset_body.h"
+#undef QB_BODY
+#undef QB_BLOCK
+#undef QB_UNPACK
+#undef QB_DOT
+#undef QB_OFFSET
 QGEMM_DISPATCH(q4_0)
 
 /* ---- Q8_0 x Q8_0: signed x signed with the sign trick (|x| once per weight block). ---------- */

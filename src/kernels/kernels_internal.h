@@ -49,6 +49,11 @@ void pf_avx2_qgemm_q4_0(int64_t n, const void *w, size_t wrow, const void *y, si
                         int64_t pre_stride, float *out, int64_t ldo, int nr, int nt);
 void pf_avx2_qgemm_q8_0(int64_t n, const void *w, size_t wrow, const void *y, size_t yrow, const float *pre,
                         int64_t pre_stride, float *out, int64_t ldo, int nr, int nt);
+/* The Q4_0 / Q8_0 ones with AVX-512 VNNI (gemm_q_vnni_avx512.c; only when pf_cpu_has_avx512vnni()). */
+void pf_vnni_qgemm_q4_0(int64_t n, const void *w, size_t wrow, const void *y, size_t yrow, const float *pre,
+                        int64_t pre_stride, float *out, int64_t ldo, int nr, int nt);
+void pf_vnni_qgemm_q8_0(int64_t n, const void *w, size_t wrow, const void *y, size_t yrow, const float *pre,
+                        int64_t pre_stride, float *out, int64_t ldo, int nr, int nt);
 void pf_avx2_qgemm_q4_k(int64_t n, const void *w, size_t wrow, const void *y, size_t yrow, const float *pre,
                         int64_t pre_stride, float *out, int64_t ldo, int nr, int nt);
 void pf_avx2_qgemm_q5_k(int64_t n, const void *w, size_t wrow, const void *y, size_t yrow, const float *pre,
