@@ -1266,6 +1266,20 @@ typedef struct pf_search_bench_result {
 pf_search_bench_params pf_search_bench_default_params(void);
 int pf_search_bench(const pf_search_bench_params *p, pf_search_bench_result *out, pf_error *err);
 
+/* ------------------------------------------------------------------------------------------ */
+/* Evaluation: answer metrics                                                                   */
+/* ------------------------------------------------------------------------------------------ */
+/* SQuAD v1.1's answer metrics (src/eval/answer_metrics.c): normalization = lower case, ASCII
+ * punctuation removed, articles a/an/the removed, whitespace collapsed. */
+
+/* Writes the normalized form of s (NUL-terminated when it fits) and returns its length; a call
+ * with cap 0 sizes it. PF_ERR_ARG for NULL s, PF_ERR_NOMEM. */
+int64_t pf_answer_normalize(const char *s, char *out, int64_t cap);
+/* normalize(prediction) == normalize(reference). */
+int pf_answer_exact_match(const char *prediction, const char *reference, bool *match);
+/* Token-level F1 of the normalized word bags (0 when either has no word). */
+int pf_answer_f1(const char *prediction, const char *reference, double *f1);
+
 #ifdef __cplusplus
 }
 #endif
