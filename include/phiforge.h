@@ -1260,6 +1260,77 @@ typedef struct pf_search_bench_result {
 pf_search_bench_params pf_search_bench_default_params(void);
 int pf_search_bench(const pf_search_bench_params *p, pf_search_bench_result *out, pf_error *err);
 
+/* ------------------------------------------------------------------------------------------ */
+/* Fine-tuning data                                                                             */
+/* ------------------------------------------------------------------------------------------ */
+/* Training rows from a JSONL or .txt file. One JSONL record per line (blank lines skipped):
+ *   chat:        {"messages":[{"role":"system"|"user"|"assistant","content":"..."}, ...]}
+ *   alpaca:      {"instruction":"...","input":"..." (optional),"output":"..."}
+ *                -> user "instruction\n\ninput", assistant "output"
+ *   completion:  {"prompt":"...","completion":"..."} ("response" also accepted)
+ *                -> user "prompt", assistant "completion"
+ *   text:        {"text":"..."} -> BOS text EOS, loss on every token
+ * Chat, alpaca and completion samples are rendered with the Phi-3 chat template
+ * (pf_chat_render) and tokenized with BOS as the tokenizer says; by default only assistant
+ * tokens are targets: the content after `<|assistant|>` up to and including its `<|end|>`
+ * (so the model learns to stop). A .txt file is one text (BOS ... EOS) cut into windows of
+ * seq_len + 1 tokens that overlap by one token, so every token after the first is predicted
+ * once. A sample of L tokens gives L - 1 positions (ids t[0..L-2], targets t[1..L-1]); one
+ * longer than seq_len + 1 is cut to that (counted in n_truncated); one left without any
+ * target is dropped (n_dropped). Samples are shuffled with `seed`, the first
+ * round(val_fraction·n) go to validation, then each side is packed (best-fit decreasing) or
+ * kept one sample per row. */
+typedef enum pf_data_format {
+    PF_DATA_AUTO = 0, /* by file extension (.txt) and, per line, by the keys present */
+    PF_DATA_CHAT,
+    PF_DATA_ALPACA,
+    PF_DATA_COMPLETION,
+    PF_DATA_TEXT,
+} pf_data_format;
+
+typedef struct pf_data_params {
+    pf_data_format format;  /* AUTO: by file extension (.txt) and per-line keys               */
+    int64_t seq_len;        /* tokens per training row (512)                                  */
+    bool pack;              /* several short samples per row, no cross-sample attention (true) */
+    bool train_on_prompt;   /* loss on every token, not only assistant/completion (false)     */
+    const char *system;     /* system prompt for chat samples without one (NULL)              */
+    double val_fraction;    /* samples held out for validation (0), split before packing      */
+    uint64_t seed;          /* shuffling of samples before the split and packing (42)         */
+} pf_data_params;
+
+typedef struct pf_train_row {  /* a view into the dataset, valid while it lives */
+    int64_t n;                 /* tokens in the row, 1..seq_len                                */
+    const int32_t *ids;        /* input token of each position                                 */
+    const int32_t *targets;    /* token to predict at each position; -1: no loss there         */
+    const int32_t *pos;        /* position of each token in its own sample (restarts at 0)     */
+    const int32_t *seg;        /* sample number inside the row: attention only within equal seg */
+} pf_train_row;
+
+typedef struct pf_dataset pf_dataset;
+
+pf_data_params pf_data_default_params(void);
+const char *pf_data_format_name(pf_data_format f); /* "auto" "chat" "alpaca" "completion" "text" */
+int pf_data_format_from_name(const char *name, pf_data_format *out);
+/* Reads a JSONL/txt file; a malformed line is PF_ERR_FORMAT naming file:line and field.
+ * `fmt` NULL: the built-in template (system supported). `val` NULL: held-out samples dropped. */
+int pf_dataset_load(const char *path, const pf_tokenizer *tok, const pf_chat_format *fmt, const pf_data_params *p,
+                    pf_dataset **train, pf_dataset **val /* NULL ok */, pf_error *err);
+/* Same over a buffer; `name` is used in messages and, with AUTO, its extension picks .txt. */
+int pf_dataset_load_memory(const char *name, const void *data, size_t size, const pf_tokenizer *tok,
+                           const pf_chat_format *fmt, const pf_data_params *p, pf_dataset **train,
+                           pf_dataset **val, pf_error *err);
+void pf_dataset_free(pf_dataset *d);
+int64_t pf_dataset_n_rows(const pf_dataset *d);
+int64_t pf_dataset_n_samples(const pf_dataset *d);
+int64_t pf_dataset_n_target_tokens(const pf_dataset *d);  /* positions with targets >= 0 */
+int64_t pf_dataset_n_tokens(const pf_dataset *d);         /* positions in all rows        */
+int64_t pf_dataset_seq_len(const pf_dataset *d);
+int64_t pf_dataset_n_truncated(const pf_dataset *d);      /* samples cut to seq_len + 1   */
+int64_t pf_dataset_n_dropped(const pf_dataset *d);        /* samples left with no target  */
+int pf_dataset_row(const pf_dataset *d, int64_t i, pf_train_row *out, pf_error *err);
+/* Seeded permutation of the rows for one epoch (same seed+epoch: same order). */
+void pf_dataset_epoch_order(const pf_dataset *d, uint64_t seed, int64_t epoch, int64_t *perm);
+
 #ifdef __cplusplus
 }
 #endif
