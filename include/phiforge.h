@@ -701,6 +701,9 @@ typedef struct pf_bench_model_params {
     int reps;           /* timed repetitions after one warm-up run (3)                     */
     int n_threads;      /* <= 0: online CPUs                                               */
     uint64_t seed;      /* of the random token ids                                         */
+    const char *const *lora;   /* LoRA adapters (GGUF files or PEFT dirs) attached while timing */
+    const float *lora_scale;   /* n_lora scales (NULL: 1.0)                                     */
+    int n_lora;
 } pf_bench_model_params;
 
 typedef struct pf_bench_model_result {

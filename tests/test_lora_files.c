@@ -6,6 +6,7 @@
 #include <math.h>
 #include <stdint.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "testing.h"
@@ -131,6 +132,8 @@ static void check_safetensors(pf_test *t, const char *path, const pf_lora_weight
 
 /* ---- tests --------------------------------------------------------------------------------- */
 
+static void test_cli(pf_test *t, fixture *f, const char *peft_dir);
+
 static void test_golden(pf_test *t, fixture *f) {
     pf_lora_weights w;
     pf_error e = {0};
@@ -183,6 +186,43 @@ static void test_golden(pf_test *t, fixture *f) {
     pf_lora_free(mem);
     free(g_gguf), free(g_peft), free(g_rt), free(g_mem);
     pf_lora_weights_clear(&w);
+    test_cli(t, f, dir);
+}
+
+/* `--lora DIR` on the command line: logits with the PEFT copy of the golden at 0.5 plus the GGUF
+ * at 0.5 equal the golden; bench accepts --lora too. */
+static void test_cli(pf_test *t, fixture *f, const char *peft_dir) {
+    if (access("./build/phiforge", X_OK) != 0) {
+        printf("SKIP: ./build/phiforge not built\n");
+        return;
+    }
+    char cmd[4096], out[128], ids[1024] = "";
+    for (int i = 0; i < f->n; i++) snprintf(ids + strlen(ids), sizeof ids - strlen(ids), "%s%d", i ? " " : "", f->ids[i]);
+    tmp_path(out, sizeof out, "cli.f32");
+    snprintf(cmd, sizeof cmd,
+             "./build/phiforge logits -m %s --ids \"%s\" -o %s -t 2 --lora %s --lora-scale 0.5 --lora %s --lora-scale 0.5 "
+             "2>/dev/null", f->model_path, ids, out, peft_dir, f->lora_path);
+    int st = system(cmd);
+    CHECK(t, WIFEXITED(st) && WEXITSTATUS(st) == 0, "phiforge logits --lora DIR failed");
+    size_t size = 0;
+    float *got = pf_test_read_file(out, &size);
+    if (got && size == (size_t)f->n * N_VOCAB * 4)
+        pf_test_compare_logits(t, "phiforge logits --lora PEFT 0.5 + GGUF 0.5", got, f->want, f->n, N_VOCAB, 0.99999, 0.002, true);
+    else CHECK(t, 0, "output size %zu", size);
+    free(got);
+    unlink(out);
+    snprintf(cmd, sizeof cmd, "./build/phiforge bench -m %s -p 8 -n 2 -r 1 -t 2 --json --lora %s > %s 2>/dev/null",
+             f->model_path, peft_dir, out);
+    st = system(cmd);
+    char *j = pf_test_read_file(out, &size);
+    CHECK(t, WIFEXITED(st) && WEXITSTATUS(st) == 0 && j && strstr(j, "\"model\""), "phiforge bench --lora DIR: %s", j ? j : "");
+    free(j);
+    snprintf(cmd, sizeof cmd, "./build/phiforge bench -m %s -p 8 -n 2 -r 1 --lora %s/nonexistent 2>%s", f->model_path, g_tmp, out);
+    st = system(cmd);
+    j = pf_test_read_file(out, &size);
+    CHECK(t, WIFEXITED(st) && WEXITSTATUS(st) == 1 && j && strstr(j, "nonexistent"), "bench with a missing adapter: %s", j ? j : "");
+    free(j);
+    unlink(out);
 }
 
 /* Random weights for every linear of the model (r 3, output included). */
