@@ -22,6 +22,7 @@ static const pf_command commands[] = {
     {"bench-kernels", "benchmark matvec/matmul kernels against memory bandwidth", cmd_bench_kernels},
     {"data", "load a fine-tuning dataset: rows, loss tokens, packing, split", cmd_data},
     {"merge", "bake LoRA adapters (GGUF or PEFT) into a model's weights", cmd_merge},
+    {"lora-convert", "convert a LoRA adapter between llama.cpp GGUF and a PEFT directory", cmd_lora_convert},
 };
 
 static void usage(FILE *f) {

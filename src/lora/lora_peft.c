@@ -33,10 +33,10 @@ static int write_text(const char *dir, const char *name, const char *text, pf_er
     return PF_OK;
 }
 
-/* A number as Python's json would print it: integers without a fraction, floats via repr
- * (shortest round-trip form, %.17g is the safe superset). */
-static void json_num(char *buf, size_t cap, double v) {
-    if (v == floor(v) && fabs(v) < 1e15) snprintf(buf, cap, "%lld", (long long)v);
+/* A number as Python's json would print it: an int, or a float via repr ("0.0", "0.05"; the
+ * shortest form that reads back as the same float32). */
+static void json_num(char *buf, size_t cap, double v, bool is_float) {
+    if (v == floor(v) && fabs(v) < 1e15) snprintf(buf, cap, is_float ? "%lld.0" : "%lld", (long long)v);
     else {
         snprintf(buf, cap, "%.9g", v);
         if ((float)strtod(buf, NULL) != (float)v) snprintf(buf, cap, "%.17g", v);
@@ -62,8 +62,8 @@ static char *config_json(const pf_lora_weights *w) {
             const size_t n = strlen(targets);
             snprintf(targets + n, sizeof targets - n, "%s\n    \"%s\"", n ? "," : "", kinds[k]);
         }
-    json_num(alpha, sizeof alpha, w->alpha);
-    json_num(dropout, sizeof dropout, w->dropout);
+    json_num(alpha, sizeof alpha, w->alpha, false); /* PEFT users give lora_alpha as an int */
+    json_num(dropout, sizeof dropout, w->dropout, true);
     { /* base_model_name_or_path as a JSON string (null when unknown) */
         size_t o = 0;
         if (!w->base_model[0]) snprintf(base, sizeof base, "null");
