@@ -266,6 +266,14 @@ static void test_round_trips(pf_test *t, fixture *f) {
                  !strcmp(back.base_model, w.base_model),
           "PEFT round trip: %s", e.msg);
     pf_lora_weights_clear(&back);
+    char cfg[192];
+    snprintf(cfg, sizeof cfg, "%s/adapter_config.json", dir);
+    size_t nc;
+    char *c = pf_test_read_file(cfg, &nc);
+    CHECK(t, c && strstr(c, "\"lora_dropout\": 0.05,") && strstr(c, "\"lora_alpha\": 6,") && strstr(c, "\"r\": 3,") &&
+                 strstr(c, "\"base_model_name_or_path\": \"microsoft/Phi-3-mini-4k-instruct\"") && strstr(c, "\"lm_head\""),
+          "random adapter_config.json:\n%s", c ? c : "");
+    free(c);
     /* F16: every float comes back as its fp16 rounding */
     rc = pf_lora_save_gguf(&w, f->m, g16, PF_TYPE_F16, &e);
     CHECK(t, rc == PF_OK, "save f16: %s", e.msg);

@@ -37,10 +37,11 @@ static int write_text(const char *dir, const char *name, const char *text, pf_er
  * shortest form that reads back as the same float32). */
 static void json_num(char *buf, size_t cap, double v, bool is_float) {
     if (v == floor(v) && fabs(v) < 1e15) snprintf(buf, cap, is_float ? "%lld.0" : "%lld", (long long)v);
-    else {
-        snprintf(buf, cap, "%.9g", v);
-        if ((float)strtod(buf, NULL) != (float)v) snprintf(buf, cap, "%.17g", v);
-    }
+    else /* the fewest digits that read back as the same float32 */
+        for (int p = 1; p <= 9; p++) {
+            snprintf(buf, cap, "%.*g", p, v);
+            if ((float)strtod(buf, NULL) == (float)v) break;
+        }
 }
 
 /* adapter_config.json: the LoraConfig fields with PEFT's defaults, keys sorted. */
