@@ -33,7 +33,7 @@ CLI_OBJ  := $(CLI_SRC:%.c=$(OBJDIR)/%.o)
 TEST_BIN := $(TEST_SRC:tests/%.c=build/tests/%)
 TEST_UTIL_OBJ := $(TEST_UTIL:%.c=$(OBJDIR)/%.o)
 
-.PHONY: all test bench fuzz fuzz-run fuzz-run-extract clean
+.PHONY: all test bench fuzz fuzz-run fuzz-run-extract fuzz-run-data clean
 .SECONDARY:
 all: build/libphiforge.a build/phiforge
 
@@ -107,3 +107,15 @@ clean:
 	rm -rf build
 
 -include $(LIB_OBJ:.o=.d) $(CLI_OBJ:.o=.d) $(TEST_SRC:tests/%.c=$(OBJDIR)/tests/%.d)
+
+# libFuzzer target for the fine-tuning data loader (JSONL chat/alpaca/completion/text, .txt);
+# the first input byte picks format and options, see fuzz/fuzz_data.c. Needs tests/data/phi3-tiny-f16.gguf.
+build/fuzz/fuzz_data: fuzz/fuzz_data.c $(LIB_SRC) include/phiforge.h
+	@mkdir -p build/fuzz
+	clang $(CSTD) -g -O1 -Iinclude -Isrc -pthread $(DEPS_CFLAGS) -fsanitize=fuzzer,address,undefined \
+	  -mavx2 -mfma -mf16c -o $@ fuzz/fuzz_data.c $(LIB_SRC) $(LDLIBS)
+fuzz: build/fuzz/fuzz_data
+fuzz-run-data: build/fuzz/fuzz_data
+	@mkdir -p build/fuzz/corpus-data
+	./build/fuzz/fuzz_data -max_total_time=$(FUZZ_SECONDS) -max_len=4096 -rss_limit_mb=2048 -timeout=10 \
+	  build/fuzz/corpus-data fuzz/seeds-data

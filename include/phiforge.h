@@ -454,7 +454,9 @@ int pf_decode(pf_context *ctx, const int32_t *ids, int64_t n, int64_t pos0, floa
  * shapes against its base weight (errors name the tensor); names ending in _norm.weight are
  * ignored. Attached to a context, each adapted linear computes y = W x + Σ s · B (A x) with
  * s = scale · alpha / r (r = lora_b ne[0]; s = scale when alpha is 0 or absent). The adapter
- * keeps its file mapped; it must outlive every context it is attached to. */
+ * keeps its file mapped; it must outlive every context it is attached to. A directory is read
+ * as a PEFT adapter (pf_lora_read, see "LoRA adapter files") with s = scale · alpha / r, or
+ * scale · alpha / sqrt(r) when its config says use_rslora. */
 typedef struct pf_lora pf_lora;
 
 int pf_lora_load(const char *path, const pf_model *m, pf_lora **out, pf_error *err);
@@ -705,6 +707,9 @@ typedef struct pf_bench_model_params {
     int reps;           /* timed repetitions after one warm-up run (3)                     */
     int n_threads;      /* <= 0: online CPUs                                               */
     uint64_t seed;      /* of the random token ids                                         */
+    const char *const *lora;   /* LoRA adapters (GGUF files or PEFT dirs) attached while timing */
+    const float *lora_scale;   /* n_lora scales (NULL: 1.0)                                     */
+    int n_lora;
 } pf_bench_model_params;
 
 typedef struct pf_bench_model_result {
@@ -1279,6 +1284,150 @@ int64_t pf_answer_normalize(const char *s, char *out, int64_t cap);
 int pf_answer_exact_match(const char *prediction, const char *reference, bool *match);
 /* Token-level F1 of the normalized word bags (0 when either has no word). */
 int pf_answer_f1(const char *prediction, const char *reference, double *f1);
+
+/* ------------------------------------------------------------------------------------------ */
+/* Fine-tuning data                                                                             */
+/* ------------------------------------------------------------------------------------------ */
+/* Training rows from a JSONL or .txt file. One JSONL record per line (blank lines skipped):
+ *   chat:        {"messages":[{"role":"system"|"user"|"assistant","content":"..."}, ...]}
+ *   alpaca:      {"instruction":"...","input":"..." (optional),"output":"..."}
+ *                -> user "instruction\n\ninput", assistant "output"
+ *   completion:  {"prompt":"...","completion":"..."} ("response" also accepted)
+ *                -> user "prompt", assistant "completion"
+ *   text:        {"text":"..."} -> BOS text EOS, loss on every token
+ * Chat, alpaca and completion samples are rendered with the Phi-3 chat template
+ * (pf_chat_render) and tokenized with BOS as the tokenizer says; by default only assistant
+ * tokens are targets: the content after `<|assistant|>` up to and including its `<|end|>`
+ * (so the model learns to stop). A .txt file is one text (BOS ... EOS) cut into windows of
+ * seq_len + 1 tokens that overlap by one token, so every token after the first is predicted
+ * once. A sample of L tokens gives L - 1 positions (ids t[0..L-2], targets t[1..L-1]); one
+ * longer than seq_len + 1 is cut to that (counted in n_truncated); one left without any
+ * target is dropped (n_dropped). Samples are shuffled with `seed`, the first
+ * round(val_fraction·n) go to validation, then each side is packed (best-fit decreasing) or
+ * kept one sample per row. */
+typedef enum pf_data_format {
+    PF_DATA_AUTO = 0, /* by file extension (.txt) and, per line, by the keys present */
+    PF_DATA_CHAT,
+    PF_DATA_ALPACA,
+    PF_DATA_COMPLETION,
+    PF_DATA_TEXT,
+} pf_data_format;
+
+typedef struct pf_data_params {
+    pf_data_format format;  /* AUTO: by file extension (.txt) and per-line keys               */
+    int64_t seq_len;        /* tokens per training row (512)                                  */
+    bool pack;              /* several short samples per row, no cross-sample attention (true) */
+    bool train_on_prompt;   /* loss on every token, not only assistant/completion (false)     */
+    const char *system;     /* system prompt for chat samples without one (NULL)              */
+    double val_fraction;    /* samples held out for validation (0), split before packing      */
+    uint64_t seed;          /* shuffling of samples before the split and packing (42)         */
+} pf_data_params;
+
+typedef struct pf_train_row {  /* a view into the dataset, valid while it lives */
+    int64_t n;                 /* tokens in the row, 1..seq_len                                */
+    const int32_t *ids;        /* input token of each position                                 */
+    const int32_t *targets;    /* token to predict at each position; -1: no loss there         */
+    const int32_t *pos;        /* position of each token in its own sample (restarts at 0)     */
+    const int32_t *seg;        /* sample number inside the row: attention only within equal seg */
+} pf_train_row;
+
+typedef struct pf_dataset pf_dataset;
+
+pf_data_params pf_data_default_params(void);
+const char *pf_data_format_name(pf_data_format f); /* "auto" "chat" "alpaca" "completion" "text" */
+int pf_data_format_from_name(const char *name, pf_data_format *out);
+/* Reads a JSONL/txt file; a malformed line is PF_ERR_FORMAT naming file:line and field.
+ * `fmt` NULL: the built-in template (system supported). `val` NULL: held-out samples dropped. */
+int pf_dataset_load(const char *path, const pf_tokenizer *tok, const pf_chat_format *fmt, const pf_data_params *p,
+                    pf_dataset **train, pf_dataset **val /* NULL ok */, pf_error *err);
+/* Same over a buffer; `name` is used in messages and, with AUTO, its extension picks .txt. */
+int pf_dataset_load_memory(const char *name, const void *data, size_t size, const pf_tokenizer *tok,
+                           const pf_chat_format *fmt, const pf_data_params *p, pf_dataset **train,
+                           pf_dataset **val, pf_error *err);
+void pf_dataset_free(pf_dataset *d);
+int64_t pf_dataset_n_rows(const pf_dataset *d);
+int64_t pf_dataset_n_samples(const pf_dataset *d);
+int64_t pf_dataset_n_target_tokens(const pf_dataset *d);  /* positions with targets >= 0 */
+int64_t pf_dataset_n_tokens(const pf_dataset *d);         /* positions in all rows        */
+int64_t pf_dataset_seq_len(const pf_dataset *d);
+int64_t pf_dataset_n_truncated(const pf_dataset *d);      /* samples cut to seq_len + 1   */
+int64_t pf_dataset_n_dropped(const pf_dataset *d);        /* samples left with no target  */
+int pf_dataset_row(const pf_dataset *d, int64_t i, pf_train_row *out, pf_error *err);
+/* Seeded permutation of the rows for one epoch (same seed+epoch: same order). */
+void pf_dataset_epoch_order(const pf_dataset *d, uint64_t seed, int64_t epoch, int64_t *perm);
+
+/* ------------------------------------------------------------------------------------------ */
+/* LoRA adapter files                                                                           */
+/* ------------------------------------------------------------------------------------------ */
+/* fp32 LoRA weights in memory (what the trainer produces), written and read as llama.cpp LoRA
+ * GGUF or as a Hugging Face PEFT directory. Each pair adapts one linear weight of the base
+ * model, named by its GGUF name; its HF module is the Phi-3 map of the spec (§1.1):
+ *   blk.N.attn_qkv.weight    model.layers.N.self_attn.qkv_proj
+ *   blk.N.attn_output.weight model.layers.N.self_attn.o_proj
+ *   blk.N.ffn_up.weight      model.layers.N.mlp.gate_up_proj
+ *   blk.N.ffn_down.weight    model.layers.N.mlp.down_proj
+ *   output.weight            lm_head
+ * The effective weight is W + s · B·A with s = alpha / r (alpha / sqrt(r) with rslora). */
+typedef struct pf_lora_pair {
+    char base[96];      /* base weight name: "blk.0.attn_qkv.weight"                              */
+    int64_t n_in, n_out, r;
+    float *a;           /* r × n_in, row-major  (= PEFT lora_A.weight; GGUF lora_a ne [n_in, r])  */
+    float *b;           /* n_out × r, row-major (= PEFT lora_B.weight; GGUF lora_b ne [r, n_out]) */
+} pf_lora_pair;
+
+typedef struct pf_lora_weights {
+    int64_t n;
+    pf_lora_pair *pairs;    /* malloc'd; a/b malloc'd per pair                                   */
+    float alpha;            /* scale = alpha / r, or alpha / sqrt(r) with rslora                 */
+    int32_t rank;
+    bool rslora;
+    float dropout;          /* recorded in adapter_config.json                                   */
+    char base_model[256];   /* general.name or path of the base, for adapter_config.json          */
+} pf_lora_weights;
+
+void pf_lora_weights_clear(pf_lora_weights *w);
+/* s of one pair: alpha / r or alpha / sqrt(r) (rslora), with the pair's own r; 1 when alpha is 0. */
+float pf_lora_pair_scale(const pf_lora_weights *w, const pf_lora_pair *p);
+/* llama.cpp LoRA GGUF (layout of ../shared/golden/models/phi3-tiny-lora-r4.gguf, spec §7); with
+ * rslora, adapter.lora.alpha is written as alpha·sqrt(r) so llama.cpp's alpha/r scale is right.
+ * `base` (may be NULL) gives general.architecture and checks every pair's shape. */
+int pf_lora_save_gguf(const pf_lora_weights *w, const pf_model *base, const char *path, pf_type t /* F32 or F16 */,
+                      pf_error *err);
+/* PEFT: DIR/adapter_model.safetensors + DIR/adapter_config.json (target_modules qkv_proj/o_proj/
+ * gate_up_proj/down_proj, keys base_model.model.model.layers.N.self_attn.qkv_proj.lora_A.weight ...).
+ * The directory is created when missing; both files are written to .tmp and renamed. */
+int pf_lora_save_peft(const pf_lora_weights *w, const pf_model *base, const char *dir, pf_error *err);
+/* Reads either format (a .gguf file or a PEFT directory) into fp32 weights; any GGUF tensor type,
+ * F32/F16/BF16 safetensors. `base` (may be NULL) checks names and shapes against the model.
+ * PEFT features that change the math (use_dora, alpha_pattern, fan_in_fan_out, bias) are
+ * refused with PF_ERR_UNSUPPORTED; errors name the file and key. */
+int pf_lora_read(const char *path, const pf_model *base, pf_lora_weights *out, pf_error *err);
+/* An adapter for pf_context_set_lora made from in-memory weights (copied: `w` may be freed). */
+int pf_lora_from_weights(const pf_lora_weights *w, const pf_model *m, pf_lora **out, pf_error *err);
+/* GGUF base name <-> PEFT module path ("model.layers.0.self_attn.qkv_proj", "lm_head"); false
+ * when the name is not a Phi-3 linear. */
+bool pf_lora_peft_module(const char *gguf_base, char *out, size_t cap);
+bool pf_lora_gguf_base(const char *peft_module, char *out, size_t cap);
+
+/* Merge: OUT = BASE with W' = W + Σ_i scale_i · s_i · B_i·A_i for every adapted weight, written
+ * tensor by tensor (a few rows at a time are dequantized, the delta added in fp32, then
+ * requantized with the reference quantizers), every key/value copied. Adapted weights keep their
+ * type unless `type` is given; with `type`, every 2-D weight is converted by the recipe of
+ * `phiforge quantize` (pf_quant_recipe_type). */
+typedef struct pf_merge_params {
+    const char *type;        /* NULL: keep types; else a pf_quant_recipe_parse name            */
+    int n_threads;           /* <= 0: all CPUs                                                 */
+    pf_progress_fn progress; /* bytes done / total, tensor name; may be NULL                   */
+    void *user;
+} pf_merge_params;
+
+typedef struct pf_merge_stats {
+    int64_t n_tensors, n_merged;   /* tensors written; weights that got a delta                  */
+    double in_bytes, out_bytes, seconds;
+} pf_merge_stats;
+
+int pf_lora_merge(const char *base_path, const char *const *adapters, const float *scales /* NULL: 1 */, int n,
+                  const char *out_path, const pf_merge_params *p, pf_merge_stats *stats /* NULL ok */, pf_error *err);
 
 #ifdef __cplusplus
 }

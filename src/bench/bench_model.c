@@ -117,6 +117,7 @@ int pf_bench_model(const char *path, const pf_bench_model_params *params, pf_ben
     pf_context *ctx = NULL;
     int32_t *ids = NULL;
     float *logits = NULL;
+    pf_lora **adapters = NULL;
     int rc = pf_model_load(path, &m, err);
     if (rc != PF_OK) return rc;
     const pf_model_hparams *hp = pf_model_get_hparams(m);
@@ -131,6 +132,17 @@ int pf_bench_model(const char *path, const pf_bench_model_params *params, pf_ben
         goto done;
     }
     if ((rc = pf_context_create(m, &cp, &ctx, err)) != PF_OK) goto done;
+    if (p.n_lora < 0 || p.n_lora > 64 || (p.n_lora > 0 && !p.lora)) {
+        rc = pf_error_set(err, PF_ERR_ARG, "bench: bad LoRA adapter list");
+        goto done;
+    }
+    if (p.n_lora > 0 && !(adapters = calloc((size_t)p.n_lora, sizeof *adapters))) {
+        rc = pf_error_set(err, PF_ERR_NOMEM, "bench: out of memory");
+        goto done;
+    }
+    for (int i = 0; i < p.n_lora && rc == PF_OK; i++) rc = pf_lora_load(p.lora[i], m, &adapters[i], err);
+    if (rc == PF_OK && p.n_lora > 0) rc = pf_context_set_lora(ctx, adapters, p.lora_scale, p.n_lora, err);
+    if (rc != PF_OK) goto done;
     ids = malloc((size_t)cp.n_ctx * sizeof *ids);
     logits = malloc((size_t)hp->n_vocab * sizeof *logits);
     if (ids == NULL || logits == NULL) { rc = pf_error_set(err, PF_ERR_NOMEM, "bench: out of memory"); goto done; }
@@ -175,6 +187,8 @@ done:
     free(ids);
     free(logits);
     pf_context_free(ctx);
+    for (int i = 0; adapters && i < p.n_lora; i++) pf_lora_free(adapters[i]);
+    free(adapters);
     pf_model_free(m);
     return rc;
 }

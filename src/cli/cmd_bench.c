@@ -15,6 +15,9 @@ static void usage(FILE *f) {
                "  -n, --gen N         tg: tokens generated one by one after the prompt (default 16)\n"
                "  -t, --threads N     threads (default: online CPUs)\n"
                "  -r, --reps N        timed repetitions after a warm-up run (default 3)\n"
+               "      --lora PATH     LoRA adapter (llama.cpp GGUF or PEFT directory) attached while\n"
+               "                      timing; repeatable, adapters add\n"
+               "      --lora-scale S  scale of the preceding --lora (default 1.0)\n"
                "      --json          machine-readable output\n");
 }
 
@@ -67,11 +70,16 @@ static int parse_pos(const char *opt, const char *s, long long max, long long *o
 }
 
 int cmd_bench(int argc, char **argv) {
-    enum { OPT_JSON = 256 };
+    enum { OPT_JSON = 256, OPT_LORA, OPT_LORA_SCALE };
     static const struct option opts[] = {{"model", required_argument, 0, 'm'},   {"prompt", required_argument, 0, 'p'},
                                          {"gen", required_argument, 0, 'n'},     {"threads", required_argument, 0, 't'},
                                          {"reps", required_argument, 0, 'r'},    {"json", no_argument, 0, OPT_JSON},
+                                         {"lora", required_argument, 0, OPT_LORA},
+                                         {"lora-scale", required_argument, 0, OPT_LORA_SCALE},
                                          {"help", no_argument, 0, 'h'},          {0, 0, 0, 0}};
+    const char *lora[16];
+    float lora_scale[16];
+    int n_lora = 0;
     pf_bench_model_params p = pf_bench_model_default_params();
     const char *model = NULL;
     bool json = false;
@@ -86,11 +94,24 @@ int cmd_bench(int argc, char **argv) {
         case 't': if (parse_pos("-t", optarg, 512, &v)) return 1; p.n_threads = (int)v; break;
         case 'r': if (parse_pos("-r", optarg, 100, &v)) return 1; p.reps = (int)v; break;
         case OPT_JSON: json = true; break;
+        case OPT_LORA:
+            if (n_lora == 16) return cli_failf("bench", "at most 16 --lora adapters");
+            lora[n_lora] = optarg, lora_scale[n_lora++] = 1.0f;
+            break;
+        case OPT_LORA_SCALE: {
+            char *end = NULL;
+            const float s = strtof(optarg, &end);
+            if (end == optarg || *end || s != s) return cli_failf("bench", "bad --lora-scale '%s'", optarg);
+            if (n_lora == 0) return cli_failf("bench", "--lora-scale must follow a --lora");
+            lora_scale[n_lora - 1] = s;
+            break;
+        }
         case 'h': usage(stdout); return 0;
         default: usage(stderr); return 1;
         }
     }
     if (optind != argc || model == NULL) { usage(stderr); return 1; }
+    p.lora = lora, p.lora_scale = lora_scale, p.n_lora = n_lora;
     pf_error err = {0};
     pf_bench_model_result r;
     if (pf_bench_model(model, &p, &r, &err)) return cli_fail("bench", &err);

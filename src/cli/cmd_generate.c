@@ -38,7 +38,7 @@ void gen_cli_usage(FILE *f) {
                "      --frequency-penalty F subtract F x count from a recent token's logit (default 0)\n"
                "      --presence-penalty P  subtract P from a recent token's logit (default 0)\n"
                "      --stop STR            stop when STR appears (not printed); repeatable\n"
-               "      --lora FILE           LoRA adapter (llama.cpp GGUF); repeatable, adapters add\n"
+               "      --lora FILE           LoRA adapter: llama.cpp GGUF or PEFT dir; repeatable, adapters add\n"
                "      --lora-scale S        scale of the preceding --lora (default 1.0)\n");
 }
 

@@ -22,7 +22,7 @@ static void usage(FILE *f) {
                "                       n_ids); LongRoPE models use the long factors when it exceeds\n"
                "                       original_context_length\n"
                "      --kv-type T      KV cache type: f16 (default) or f32\n"
-               "      --lora FILE      LoRA adapter (llama.cpp GGUF); repeatable, adapters add\n"
+               "      --lora FILE      LoRA adapter: llama.cpp GGUF or PEFT dir; repeatable, adapters add\n"
                "      --lora-scale S   scale of the preceding --lora (default 1.0)\n");
 }
 

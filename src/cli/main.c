@@ -20,6 +20,9 @@ static const pf_command commands[] = {
     {"kb", "knowledge base stats, list, rm", cmd_kb},
     {"bench-search", "search latency (p50/p99) at 100k chunks", cmd_bench_search},
     {"bench-kernels", "benchmark matvec/matmul kernels against memory bandwidth", cmd_bench_kernels},
+    {"data", "load a fine-tuning dataset: rows, loss tokens, packing, split", cmd_data},
+    {"merge", "bake LoRA adapters (GGUF or PEFT) into a model's weights", cmd_merge},
+    {"lora-convert", "convert a LoRA adapter between llama.cpp GGUF and a PEFT directory", cmd_lora_convert},
 };
 
 static void usage(FILE *f) {

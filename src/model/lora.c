@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "model/model_internal.h"
 
@@ -173,9 +174,70 @@ static int load_tensors(pf_lora *a, pf_error *err) {
     return PF_OK;
 }
 
+/* An adapter from fp32 weights: each pair's A and B are copied into owned buffers, used as F32
+ * matmul weights, with the pair's scale alpha / r (or alpha / sqrt(r) for rsLoRA). */
+int pf_lora_from_weights(const pf_lora_weights *w, const pf_model *m, pf_lora **out, pf_error *err) {
+    if (w == NULL || m == NULL || out == NULL) return pf_error_set(err, PF_ERR_ARG, "pf_lora_from_weights: NULL argument");
+    *out = NULL;
+    pf_lora *a = calloc(1, sizeof *a);
+    if (a) a->m = m, a->n_slots = n_slots(m), a->alpha = w->alpha;
+    if (a) a->slots = calloc((size_t)a->n_slots, sizeof *a->slots);
+    if (a) a->owned = calloc((size_t)(2 * w->n + 1), sizeof *a->owned);
+    int rc = a && a->slots && a->owned ? PF_OK : pf_error_set(err, PF_ERR_NOMEM, "pf_lora_from_weights: out of memory");
+    for (int64_t i = 0; rc == PF_OK && i < w->n; i++) {
+        const pf_lora_pair *p = &w->pairs[i];
+        const int64_t slot = slot_by_name(m, p->base);
+        if (slot < 0) {
+            rc = pf_error_set(err, PF_ERR_UNSUPPORTED, "LoRA pair %s: the model has no linear weight of that name", p->base);
+            break;
+        }
+        const pf_linear *l = slot_linear(m, slot);
+        if (p->n_in != l->n_in || p->n_out != l->n_out || p->r < 1 || !p->a || !p->b) {
+            rc = pf_error_set(err, PF_ERR_FORMAT, "LoRA pair %s: shape %lld -> %lld (r %lld) does not fit the base (%lld -> %lld)",
+                              p->base, (long long)p->n_in, (long long)p->n_out, (long long)p->r, (long long)l->n_in,
+                              (long long)l->n_out);
+            break;
+        }
+        lora_pair *s = &a->slots[slot];
+        if (s->a != NULL) {
+            rc = pf_error_set(err, PF_ERR_FORMAT, "LoRA pair %s: duplicate", p->base);
+            break;
+        }
+        const size_t na = (size_t)(p->r * p->n_in), nb = (size_t)(p->n_out * p->r);
+        float *ca = malloc(na * sizeof *ca), *cb = malloc(nb * sizeof *cb);
+        if (ca) a->owned[a->n_owned++] = ca;
+        if (cb) a->owned[a->n_owned++] = cb;
+        if (!ca || !cb) {
+            rc = pf_error_set(err, PF_ERR_NOMEM, "LoRA pair %s: out of memory", p->base);
+            break;
+        }
+        memcpy(ca, p->a, na * sizeof *ca), memcpy(cb, p->b, nb * sizeof *cb);
+        *s = (lora_pair){.a = ca, .b = cb, .a_type = PF_TYPE_F32, .b_type = PF_TYPE_F32, .r = p->r,
+                         .factor = pf_lora_pair_scale(w, p)};
+        a->n_adapted++;
+        if (p->r > a->max_r) a->max_r = p->r;
+        if (l->n_out > a->max_out) a->max_out = l->n_out;
+    }
+    if (rc == PF_OK && a->n_adapted == 0) rc = pf_error_set(err, PF_ERR_FORMAT, "LoRA: the adapter holds no pairs");
+    if (rc != PF_OK) {
+        pf_lora_free(a);
+        return rc;
+    }
+    *out = a;
+    return PF_OK;
+}
+
 int pf_lora_load(const char *path, const pf_model *m, pf_lora **out, pf_error *err) {
     if (path == NULL || m == NULL || out == NULL) return pf_error_set(err, PF_ERR_ARG, "pf_lora_load: NULL argument");
     *out = NULL;
+    struct stat st;
+    if (stat(path, &st) == 0 && S_ISDIR(st.st_mode)) { /* a PEFT directory: read to fp32, then as in memory */
+        pf_lora_weights w;
+        int rc = pf_lora_read(path, m, &w, err);
+        if (rc == PF_OK) rc = pf_lora_from_weights(&w, m, out, err);
+        pf_lora_weights_clear(&w);
+        return rc;
+    }
     pf_lora *a = calloc(1, sizeof *a);
     if (a == NULL) return pf_error_set(err, PF_ERR_NOMEM, "pf_lora_load: out of memory");
     a->m = m;
