@@ -20,6 +20,7 @@ static const pf_command commands[] = {
     {"kb", "knowledge base stats, list, rm", cmd_kb},
     {"bench-search", "search latency (p50/p99) at 100k chunks", cmd_bench_search},
     {"bench-kernels", "benchmark matvec/matmul kernels against memory bandwidth", cmd_bench_kernels},
+    {"pull", "download a published GGUF model (phi-3, embedders) into the cache", cmd_pull},
 };
 
 static void usage(FILE *f) {
@@ -36,7 +37,13 @@ int main(int argc, char **argv) {
     if (!strcmp(name, "-h") || !strcmp(name, "--help") || !strcmp(name, "help")) { usage(stdout); return 0; }
     if (!strcmp(name, "--version") || !strcmp(name, "version")) { printf("phiforge %s\n", PF_VERSION); return 0; }
     for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
-        if (!strcmp(name, commands[i].name)) return commands[i].run(argc - 1, argv + 1);
+        if (!strcmp(name, commands[i].name)) {
+            cli_model_args owned; /* `-m NAME` of a pulled model -> its path */
+            if (cli_resolve_model_args(name, argc - 1, argv + 1, &owned)) return 1;
+            int rc = commands[i].run(argc - 1, argv + 1);
+            cli_model_args_free(&owned);
+            return rc;
+        }
     fprintf(stderr, "phiforge: unknown command '%s'\n\n", name);
     usage(stderr);
     return 1;
