@@ -14,6 +14,8 @@
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdint.h>
+#include <signal.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -395,6 +397,24 @@ static void test_errors(pf_test *t, server *s, const char *want) {
     dest_of("refused.gguf", dest, sizeof dest);
     rc = pf_download(&p, &r, &err);
     CHECK(t, rc == PF_ERR_IO && strstr(err.msg, "network error"), "refused: %s", err.msg);
+
+    /* a write that fails (file size limit: the same path as a full disk) is reported, the part kept */
+    struct rlimit old, lim;
+    if (getrlimit(RLIMIT_FSIZE, &old) == 0) {
+        void (*prev)(int) = signal(SIGXFSZ, SIG_IGN);
+        lim = old;
+        lim.rlim_cur = 1 << 20;
+        url_of(s, "/file.bin", url, sizeof url);
+        dest_of("full-disk.gguf", dest, sizeof dest);
+        snprintf(part, sizeof part, "%s.part", dest);
+        setrlimit(RLIMIT_FSIZE, &lim);
+        rc = pf_download(&p, &r, &err);
+        setrlimit(RLIMIT_FSIZE, &old);
+        signal(SIGXFSZ, prev);
+        CHECK(t, rc == PF_ERR_IO && strstr(err.msg, "write failed") && strstr(err.msg, ".part") &&
+                     file_size(part) == (1 << 20) && !exists(dest), "write failure: %s (part %lld)", err.msg,
+              file_size(part));
+    }
 
     /* bad arguments */
     pf_download_params bad = pf_download_default_params();
