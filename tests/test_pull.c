@@ -618,6 +618,9 @@ static void test_resolve_and_cli(pf_test *t, server *s, const char *want, const 
     bool ok2 = run_cmd(cmd, out_path, sizeof out_path);
     CHECK(t, ok1 && ok2 && out_name[0] && !strcmp(out_name, out_path), "embed -m NAME == -m PATH:\n%s\n%s", out_name,
           out_path);
+    snprintf(cmd, sizeof cmd, "%s info all-minilm-l6-v2 --json 2>&1", BIN);
+    ok = run_cmd(cmd, out_name, sizeof out_name);
+    CHECK(t, ok && strstr(out_name, "\"file_size\":4739776"), "info NAME: %.200s", out_name);
     snprintf(cmd, sizeof cmd, "%s embed --model=phi-3.5-mini-instruct hello 2>&1", BIN);
     ok = run_cmd(cmd, out_name, sizeof out_name);
     CHECK(t, !ok && strstr(out_name, "not pulled yet: run phiforge pull phi-3.5-mini-instruct"), "not pulled: %s",

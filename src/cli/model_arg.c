@@ -1,7 +1,7 @@
-/* `-m NAME` anywhere: before a command runs, every model argument (-m, --model, --embed-model)
- * whose value is not an existing path but a `phiforge pull` registry name is replaced by the
- * pulled file's path (pf_model_resolve). Doing it once here, on argv, means no command has to
- * know about the registry. Values that are neither a file nor a registry name are left alone so
+/* `-m NAME` anywhere: before a command runs, every model argument (-m, --model, --embed-model,
+ * and the FILE of `info`) whose value is not an existing path but a `phiforge pull` registry
+ * name is replaced by the pulled file's path (pf_model_resolve). Doing it once here, on argv,
+ * means no command has to know about the registry. Values that are neither a file nor a registry name are left alone so
  * that the command reports them as it always did. */
 #include <stdlib.h>
 #include <string.h>
@@ -43,6 +43,10 @@ int cli_resolve_model_args(const char *cmd, int argc, char **argv, cli_model_arg
     for (int i = 1; i < argc; i++) {
         char *a = argv[i];
         if (!strcmp(a, "--")) break;
+        if (!strcmp(cmd, "info") && a[0] != '-') { /* `phiforge info NAME`: its one positional is a model */
+            if (wants_resolve(a) && replace(cmd, &argv[i], "", a, owned)) return 1;
+            continue;
+        }
         if (short_m && !strncmp(a, "-m", 2)) {
             if (a[2] == 0 && i + 1 < argc) {
                 if (wants_resolve(argv[i + 1]) && replace(cmd, &argv[i + 1], "", argv[i + 1], owned)) return 1;
