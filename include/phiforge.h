@@ -1300,8 +1300,9 @@ int pf_pull_local_path(const pf_pull_model *m, const pf_pull_file *f, char *out,
 /* <hub>/<repo>/resolve/main/<file>; hub is $PHIFORGE_HUB_URL or https://huggingface.co. */
 int pf_pull_url(const pf_pull_model *m, const pf_pull_file *f, char *out, size_t cap, pf_error *err);
 
-/* Called as bytes arrive (done counts bytes already in the .part file); total is -1 when
- * unknown. Return non-zero to cancel (the .part file is kept for a later resume). */
+/* Called once when a transfer starts (done = bytes already in the .part file), then as bytes
+ * arrive (done counts them all); total is -1 when unknown. Return non-zero to cancel (the
+ * .part file is kept for a later resume). */
 typedef int (*pf_download_progress_fn)(void *user, int64_t done, int64_t total);
 
 typedef struct pf_download_params {

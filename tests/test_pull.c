@@ -85,7 +85,7 @@ static void serve_one(server *s, int fd) {
 
     if (!strcmp(path, "/redirect")) { send_status(fd, "302 Found", "Location: /file.bin\r\n"); return; }
     bool file = !strcmp(path, "/file.bin") || !strcmp(path, "/drop.bin") || !strcmp(path, "/norange.bin") ||
-                ends_with(path, ".gguf");
+                !strcmp(path, "/badrange.bin") || ends_with(path, ".gguf");
     if (!file) { send_status(fd, "404 Not Found", ""); return; }
 
     size_t start = 0;
@@ -100,6 +100,7 @@ static void serve_one(server *s, int fd) {
         }
         start = (size_t)rs;
         partial = true;
+        if (!strcmp(path, "/badrange.bin")) start = 0; /* a broken server: 206 from the wrong offset */
     }
     char h[512];
     int n = partial ? snprintf(h, sizeof h, "HTTP/1.1 206 Partial Content\r\nContent-Length: %zu\r\nContent-Range: "
@@ -224,9 +225,10 @@ static void rm_outputs(const char *dest) {
     unlink(p);
 }
 
-typedef struct prog { int64_t last, calls, cancel_at; bool monotonic; } prog;
+typedef struct prog { int64_t last, calls, cancel_at; bool monotonic; int64_t first; } prog;
 static int on_prog(void *user, int64_t done, int64_t total) {
     prog *g = user;
+    if (g->calls == 0) g->first = done;
     if (done < g->last) g->monotonic = false;
     g->last = done;
     g->calls++;
@@ -247,7 +249,7 @@ static void test_full(pf_test *t, server *s, const char *want) {
     p.dest = dest;
     p.expected_size = (int64_t)s->size;
     p.expected_sha256 = want;
-    prog g = {0, 0, 0, true};
+    prog g = {0, 0, 0, true, -1};
     p.progress = on_prog;
     p.user = &g;
     pf_download_result r;
@@ -257,8 +259,8 @@ static void test_full(pf_test *t, server *s, const char *want) {
     CHECK(t, r.bytes == (int64_t)s->size && r.sha256_verified && !strcmp(r.sha256, want), "bytes %lld sha %s",
           (long long)r.bytes, r.sha256);
     CHECK(t, ref_sha256(dest, got) && !strcmp(got, want), "file on disk hashes to %s", got);
-    CHECK(t, g.monotonic && g.last == (int64_t)s->size && g.calls > 1, "progress: last %lld, %lld calls",
-          (long long)g.last, (long long)g.calls);
+    CHECK(t, g.monotonic && g.first == 0 && g.last == (int64_t)s->size && g.calls > 1,
+          "progress: first %lld, last %lld, %lld calls", (long long)g.first, (long long)g.last, (long long)g.calls);
     char part[600];
     snprintf(part, sizeof part, "%s.part", dest);
     CHECK(t, !exists(part), "no .part after success");
@@ -325,6 +327,18 @@ static void test_restart_and_416(pf_test *t, server *s, const char *want) {
     CHECK(t, rc == PF_OK && r.http_status == 200 && r.resumed_from == 23, "200 restart: rc %d status %d %s", rc,
           r.http_status, err.msg);
     CHECK(t, ref_sha256(dest, got) && !strcmp(got, want), "restarted file sha %s", got);
+
+    /* 206 that starts elsewhere than asked: the part restarts, and no Range is sent again */
+    url_of(s, "/badrange.bin", url, sizeof url);
+    dest_of("badrange.gguf", dest, sizeof dest);
+    snprintf(part, sizeof part, "%s.part", dest);
+    write_file(part, s->data, 4096);
+    p.url = url;
+    p.dest = dest;
+    rc = pf_download(&p, &r, &err);
+    CHECK(t, rc == PF_OK && r.attempts == 2 && r.http_status == 200, "bad range: rc %d attempts %d status %d %s", rc,
+          r.attempts, r.http_status, err.msg);
+    CHECK(t, ref_sha256(dest, got) && !strcmp(got, want), "bad-range file sha %s", got);
 
     /* 416 with the part already whole (crash between download and rename): verified, no body. */
     url_of(s, "/file.bin", url, sizeof url);
@@ -444,16 +458,19 @@ static void test_redirect_and_cancel(pf_test *t, server *s, const char *want) {
     url_of(s, "/file.bin", url, sizeof url);
     dest_of("cancel.gguf", dest, sizeof dest);
     snprintf(part, sizeof part, "%s.part", dest);
-    prog g = {0, 0, 500000, true};
+    prog g = {0, 0, 500000, true, -1};
     p.progress = on_prog;
     p.user = &g;
     rc = pf_download(&p, &r, &err);
     long long kept = file_size(part);
     CHECK(t, rc == PF_ERR_IO && strstr(err.msg, "cancelled") && kept >= 500000 && kept < (long long)s->size,
           "cancel: rc %d kept %lld %s", rc, kept, err.msg);
-    p.progress = NULL;
+    prog g2 = {0, 0, 0, true, -1};
+    p.user = &g2;
     rc = pf_download(&p, &r, &err);
     CHECK(t, rc == PF_OK && r.resumed_from == kept && r.http_status == 206, "resume after cancel: %s", err.msg);
+    CHECK(t, g2.first == kept && g2.last == (int64_t)s->size && g2.monotonic, "resume progress: first %lld last %lld",
+          (long long)g2.first, (long long)g2.last);
     CHECK(t, ref_sha256(dest, got) && !strcmp(got, want), "resumed-after-cancel sha %s", got);
 }
 

@@ -22,13 +22,15 @@ static void usage(FILE *f) {
 typedef struct pull_progress {
     cli_progress bar;
     bool started;
+    int64_t base; /* bytes already on disk when this run began (a resume): rate and ETA skip them */
     char label[160];
 } pull_progress;
 
 static int on_progress(void *user, int64_t done, int64_t total) {
     pull_progress *pp = user;
     if (!pp->started) {
-        cli_progress_start(&pp->bar, pp->label, total > 0 ? (double)total / 1e6 : 0);
+        pp->base = done;
+        cli_progress_start(&pp->bar, pp->label, total > 0 ? (double)(total - done) / 1e6 : 0);
         pp->bar.rate_unit = "MB";
         pp->started = true;
     }
@@ -36,7 +38,7 @@ static int on_progress(void *user, int64_t done, int64_t total) {
     cli_human_bytes((double)done, a, sizeof a);
     if (total > 0) snprintf(item, sizeof item, "%s / %s", a, cli_human_bytes((double)total, b, sizeof b));
     else snprintf(item, sizeof item, "%s", a);
-    cli_progress_update(&pp->bar, (double)done / 1e6, item);
+    cli_progress_update(&pp->bar, (double)(done - pp->base) / 1e6, item);
     return 0;
 }
 

@@ -40,6 +40,7 @@ typedef struct dl_state {
     long status;
     int64_t cr_start, cr_total, content_length;
     bool decided;             /* what to do with this response's body is settled           */
+    bool started;             /* progress was told where this transfer starts              */
     bool bad_range;           /* 206 that does not start where we asked                    */
     bool cancelled;
     int io_errno;             /* a write to the part failed                                */
@@ -117,6 +118,11 @@ static size_t on_body(char *data, size_t size, size_t nmemb, void *user) {
     if (st->status != 200 && st->status != 206) return n; /* an error page: discarded */
     decide(st);
     if (st->bad_range || st->io_errno) return 0;
+    int64_t total = st->p->expected_size >= 0 ? st->p->expected_size : st->total;
+    if (!st->started && st->p->progress) { /* first call: the bytes already there, before any new */
+        st->started = true;
+        if (st->p->progress(st->p->user, st->offset, total)) { st->cancelled = true; return 0; }
+    }
     for (size_t off = 0; off < n;) {
         ssize_t w = write(st->fd, data + off, n - off);
         if (w < 0 && errno == EINTR) continue;
@@ -125,7 +131,6 @@ static size_t on_body(char *data, size_t size, size_t nmemb, void *user) {
         off += (size_t)w;
         st->written += w;
     }
-    int64_t total = st->p->expected_size >= 0 ? st->p->expected_size : st->total;
     if (st->p->progress && st->p->progress(st->p->user, st->offset + st->written, total)) {
         st->cancelled = true;
         return 0;
@@ -196,7 +201,7 @@ pf_download_params pf_download_default_params(void) {
 static CURLcode transfer(CURL *c, dl_state *st, char *errbuf) {
     char range[32];
     st->status = 0;
-    st->decided = st->bad_range = st->cancelled = false;
+    st->decided = st->bad_range = st->cancelled = st->started = false;
     st->cr_start = st->cr_total = st->content_length = -1;
     st->written = 0;
     snprintf(range, sizeof range, "%lld-", (long long)st->offset);
