@@ -15,8 +15,8 @@ else
   OPT   := -O2 -g
   LDSAN :=
 endif
-# Debian libraries the knowledge base uses (storage, Unicode, document formats, JSON).
-DEPS    := sqlite3 libutf8proc libxml-2.0 poppler-glib libzip libcjson
+# Debian libraries the knowledge base uses (storage, Unicode, document formats, JSON), and libcurl (pull).
+DEPS    := sqlite3 libutf8proc libxml-2.0 poppler-glib libzip libcjson libcurl
 DEPS_CFLAGS := $(shell pkg-config --cflags $(DEPS) 2>/dev/null)
 DEPS_LIBS   := $(shell pkg-config --libs $(DEPS) 2>/dev/null)
 CFLAGS_ALL = $(CSTD) $(WARN) $(OPT) -Iinclude -Isrc -pthread $(DEPS_CFLAGS) $(CFLAGS)

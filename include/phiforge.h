@@ -1429,6 +1429,84 @@ typedef struct pf_merge_stats {
 int pf_lora_merge(const char *base_path, const char *const *adapters, const float *scales /* NULL: 1 */, int n,
                   const char *out_path, const pf_merge_params *p, pf_merge_stats *stats /* NULL ok */, pf_error *err);
 
+/* ------------------------------------------------------------------------------------------ */
+/* Model download: `phiforge pull` (registry of published GGUFs, resumable verified downloads)  */
+/* ------------------------------------------------------------------------------------------ */
+
+/* One downloadable file of a registry model. size is -1 and sha256 NULL where they could not be
+ * verified from a trustworthy source: the download then checks only what the server reports. */
+typedef struct pf_pull_file {
+    const char *variant;  /* "q4", "fp16", "f16", "q8" ... ; the first of a model is its default */
+    const char *file;     /* file name in the hub repo                                         */
+    int64_t size;         /* bytes, -1 when unknown                                            */
+    const char *sha256;   /* lowercase hex, NULL when unknown                                  */
+} pf_pull_file;
+
+typedef struct pf_pull_model {
+    const char *name;     /* "phi-3-mini-4k-instruct"                                          */
+    const char *repo;     /* Hugging Face repo, "microsoft/Phi-3-mini-4k-instruct-gguf"        */
+    const char *kind;     /* "chat" or "embed"                                                 */
+    const pf_pull_file *files;
+    int n_files;
+} pf_pull_model;
+
+/* The built-in registry (static, read-only). */
+const pf_pull_model *pf_pull_registry(int *n_models);
+/* "NAME" or "NAME:VARIANT" -> registry entry and file (the default variant when none is given).
+ * PF_ERR_NOT_FOUND with a message listing the known names / variants. */
+int pf_pull_lookup(const char *name_variant, const pf_pull_model **model, const pf_pull_file **file,
+                   pf_error *err);
+/* Cache directory: $PHIFORGE_CACHE, else $XDG_CACHE_HOME/phiforge, else $HOME/.cache/phiforge. */
+int pf_pull_cache_dir(char *out, size_t cap, pf_error *err);
+/* Where a registry file lives once pulled: <cache>/<model name>/<file>. */
+int pf_pull_local_path(const pf_pull_model *m, const pf_pull_file *f, char *out, size_t cap, pf_error *err);
+/* <hub>/<repo>/resolve/main/<file>; hub is $PHIFORGE_HUB_URL or https://huggingface.co. */
+int pf_pull_url(const pf_pull_model *m, const pf_pull_file *f, char *out, size_t cap, pf_error *err);
+
+/* Called once when a transfer starts (done = bytes already in the .part file), then as bytes
+ * arrive (done counts them all); total is -1 when unknown. Return non-zero to cancel (the
+ * .part file is kept for a later resume). */
+typedef int (*pf_download_progress_fn)(void *user, int64_t done, int64_t total);
+
+typedef struct pf_download_params {
+    const char *url;             /* http(s); redirects are followed                             */
+    const char *dest;            /* final path; data goes to dest.part, renamed when verified    */
+    int64_t expected_size;       /* -1: unknown                                                 */
+    const char *expected_sha256; /* NULL: unknown (the computed hash is still reported)          */
+    int max_retries;             /* extra attempts after a network error, each resuming (3)     */
+    long connect_timeout_s;      /* 30                                                          */
+    long stall_timeout_s;        /* abort an attempt after this long below 1 byte/s (60)        */
+    pf_download_progress_fn progress;
+    void *user;
+} pf_download_params;
+
+typedef struct pf_download_result {
+    int64_t bytes;              /* size of the final file                                       */
+    int64_t resumed_from;       /* bytes already in dest.part when the last attempt began        */
+    int attempts;               /* HTTP transfers made (0 when the file was already present)    */
+    int http_status;            /* status of the last transfer                                  */
+    bool already_present;       /* dest existed with the expected size: nothing downloaded      */
+    bool sha256_verified;       /* the hash was compared with an expected one                   */
+    char sha256[65];            /* of the downloaded file ("" when already_present)             */
+} pf_download_result;
+
+pf_download_params pf_download_default_params(void);
+/* Resumable download with libcurl. Resumes dest.part with a Range request (206 appends, 200
+ * restarts, 416 checks whether the part is already whole), verifies size and sha256 (a
+ * mismatch removes the .part), fsyncs and renames atomically. An exclusive lock on dest.lock
+ * makes a second concurrent download of the same dest wait, then find the file present. */
+int pf_download(const pf_download_params *p, pf_download_result *res, pf_error *err);
+
+/* Pulls a registry model ("NAME[:VARIANT]") into the cache; path_out gets the local path. */
+int pf_pull(const char *name_variant, pf_download_progress_fn progress, void *user, char *path_out, size_t cap,
+            pf_download_result *res, pf_error *err);
+
+/* A path that exists is copied unchanged; otherwise a registry name ("NAME[:VARIANT]") gives its
+ * cached file (without a variant: the default one if pulled, else any pulled variant). Errors:
+ * a registry name not pulled yet ("not pulled yet: run phiforge pull NAME"), or neither a file
+ * nor a registry name (PF_ERR_NOT_FOUND). */
+int pf_model_resolve(const char *name_or_path, char *out, size_t cap, pf_error *err);
+
 #ifdef __cplusplus
 }
 #endif

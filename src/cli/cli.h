@@ -32,6 +32,7 @@ int cmd_bench_search(int argc, char **argv);
 int cmd_merge(int argc, char **argv);
 int cmd_data(int argc, char **argv);
 int cmd_lora_convert(int argc, char **argv);
+int cmd_pull(int argc, char **argv);
 
 /* Prints "phiforge <cmd>: <message>" to stderr; returns 1 (the exit status for failures). */
 int cli_fail(const char *cmd, const pf_error *err);
@@ -58,5 +59,12 @@ void cli_progress_start(cli_progress *p, const char *label, double total);
 void cli_progress_update(cli_progress *p, double done, const char *item);
 void cli_progress_finish(cli_progress *p);
 double cli_now(void);
+
+/* Replaces model arguments (-m, --model, --embed-model) that name a pulled registry model by
+ * its path (src/cli/model_arg.c); argv[0] is the command. 0, or 1 after reporting the error. */
+#define CLI_MAX_MODEL_ARGS 16
+typedef struct cli_model_args { char *ptr[CLI_MAX_MODEL_ARGS]; int n; } cli_model_args;
+int cli_resolve_model_args(const char *cmd, int argc, char **argv, cli_model_args *owned);
+void cli_model_args_free(cli_model_args *owned);
 
 #endif

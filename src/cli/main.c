@@ -23,6 +23,7 @@ static const pf_command commands[] = {
     {"data", "load a fine-tuning dataset: rows, loss tokens, packing, split", cmd_data},
     {"merge", "bake LoRA adapters (GGUF or PEFT) into a model's weights", cmd_merge},
     {"lora-convert", "convert a LoRA adapter between llama.cpp GGUF and a PEFT directory", cmd_lora_convert},
+    {"pull", "download a published GGUF model (phi-3, embedders) into the cache", cmd_pull},
 };
 
 static void usage(FILE *f) {
@@ -39,7 +40,13 @@ int main(int argc, char **argv) {
     if (!strcmp(name, "-h") || !strcmp(name, "--help") || !strcmp(name, "help")) { usage(stdout); return 0; }
     if (!strcmp(name, "--version") || !strcmp(name, "version")) { printf("phiforge %s\n", PF_VERSION); return 0; }
     for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
-        if (!strcmp(name, commands[i].name)) return commands[i].run(argc - 1, argv + 1);
+        if (!strcmp(name, commands[i].name)) {
+            cli_model_args owned; /* `-m NAME` of a pulled model -> its path */
+            if (cli_resolve_model_args(name, argc - 1, argv + 1, &owned)) return 1;
+            int rc = commands[i].run(argc - 1, argv + 1);
+            cli_model_args_free(&owned);
+            return rc;
+        }
     fprintf(stderr, "phiforge: unknown command '%s'\n\n", name);
     usage(stderr);
     return 1;
