@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Builds the PDF and DOCX documents of the Hydra pack from their plain-text sources.
 
-    python3 examples/pumps/tools/make_docs.py        (from anywhere; standard library only)
+    python3 examples/pumps/tools/make_docs.py [--out DIR]   (from anywhere; standard library only)
 
 Sources live in tools/src/*.txt in a small markup:
     % key: value        document metadata (title, author, subject, footer, output)
@@ -341,12 +341,17 @@ def write_docx(meta, blocks, out_path):
 
 
 def main():
+    out_dir = DOCS
+    if len(sys.argv) == 3 and sys.argv[1] == "--out":   # tests regenerate into a temporary folder
+        out_dir = sys.argv[2]
+    elif len(sys.argv) != 1:
+        sys.exit("usage: make_docs.py [--out DIR]")
     src_dir = os.path.join(HERE, "src")
     for name in sorted(os.listdir(src_dir)):
         if not name.endswith(".txt"):
             continue
         meta, blocks = parse(os.path.join(src_dir, name))
-        out = os.path.join(DOCS, meta["output"])
+        out = os.path.join(out_dir, meta["output"])
         if out.endswith(".pdf"):
             n = write_pdf(meta, blocks, out)
             print(f"{os.path.relpath(out)}: {n} pages")
