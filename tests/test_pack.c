@@ -232,9 +232,10 @@ static int check_chat(pf_test *t, const char *path, char **questions, int n_q, c
             ok &= role && content && !strcmp(role, want);
             if (content) {
                 char *nc = normalize(content, strlen(content));
-                for (int q = 0; nc && q < n_q; q++)
-                    CHECK(t, !strstr(nc, questions[q]), "%s:%d: contains the test question \"%s\"", path, ln,
-                          questions[q]);
+                int leak = -1;
+                for (int q = 0; nc && q < n_q && leak < 0; q++)
+                    if (strstr(nc, questions[q])) leak = q;
+                CHECK(t, leak < 0, "%s:%d: contains the test question \"%s\"", path, ln, leak < 0 ? "" : questions[leak]);
                 if (nc && users && role && !strcmp(role, "user")) {
                     *users = realloc(*users, (size_t)(*n_users + 1) * sizeof **users);
                     (*users)[(*n_users)++] = nc;
@@ -298,9 +299,12 @@ int main(void) {
     int n_val = check_chat(&t, PACK "val.jsonl", questions, n_q, &val_users, &n_val_users);
     CHECK(&t, n_train >= 150, "train.jsonl: %d valid samples (want >= 150)", n_train);
     CHECK(&t, n_val >= 15, "val.jsonl: %d valid samples (want >= 15)", n_val);
-    for (int i = 0; i < n_val_users; i++)
-        for (int k = 0; k < n_train_users; k++)
-            CHECK(&t, strcmp(val_users[i], train_users[k]), "val.jsonl repeats the train question \"%s\"", val_users[i]);
+    for (int i = 0; i < n_val_users; i++) {
+        int dup = -1;
+        for (int k = 0; k < n_train_users && dup < 0; k++)
+            if (!strcmp(val_users[i], train_users[k])) dup = k;
+        CHECK(&t, dup < 0, "val.jsonl repeats the train question \"%s\"", val_users[i]);
+    }
 
     check_generator(&t, docs, n_docs);
 
