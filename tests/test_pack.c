@@ -168,7 +168,9 @@ static char **check_qa(pf_test *t, doc *docs, int n_docs, int *n_out) {
         bool type_ok = false;
         for (size_t k = 0; k < sizeof types / sizeof *types; k++) type_ok |= !strcmp(type, types[k]);
         CHECK(t, type_ok, "qa.jsonl:%d: unknown type '%s'", ln, type);
-        for (int k = 0; k < i; k++) CHECK(t, !ids[k] || strcmp(ids[k], id), "qa.jsonl:%d: duplicate id %s", ln, id);
+        bool dup = false;
+        for (int k = 0; k < i; k++) dup |= ids[k] && !strcmp(ids[k], id);
+        CHECK(t, !dup, "qa.jsonl:%d: duplicate id %s", ln, id);
         ids[i] = strdup(id);
         questions[(*n_out)++] = normalize(q, strlen(q));
 
