@@ -446,6 +446,58 @@ PAIRS = [
     ("Can we fit a larger impeller ourselves?",
      "Not without Norrbeck's written approval: unauthorized modifications void the CE declaration and the warranty. (Hydra Safety Rules, section 11)"),
 
+    # ---- glossary ----
+    ("What's the difference between head and pressure?",
+     "Head is the energy added per unit weight of liquid, in metres, and does not depend on density; pressure does. For water, 10.2 m of head is about 1 bar. (Hydra Glossary)"),
+    ("What is a system curve?",
+     "The head the installation needs to pass a given flow: the static head plus friction losses, which grow with the square of the flow. (Hydra Glossary)"),
+    ("What does close-coupled mean?",
+     "The impeller sits on the extended motor shaft, with no coupling or separate bearings, as on the H-150. (Hydra Glossary)"),
+    ("What is a spacer coupling for?",
+     "Removing its middle piece makes room to pull out the rotating assembly without moving the motor. (Hydra Glossary)"),
+    ("Why does a worn wear ring cost head?",
+     "The gap between the pressure and suction side widens, more liquid flows back, and the pump loses head and efficiency. (Hydra Glossary)"),
+    ("Are Norrbeck pressures gauge or absolute?",
+     "Gauge, in bar, unless stated otherwise. Flows are in m³/h and heads in m. (Hydra Glossary)"),
+    ("What counts as an operating hour?",
+     "An hour the motor actually runs, as counted by HydraLink C3 or an hour meter, not a calendar hour. (Hydra Glossary)"),
+
+    # ---- application note AN-12 ----
+    ("What is the highest pressure a tap should see in a boosted building?",
+     "At most 5 bar; floors that would get more need a pressure-reducing valve. (Application Note AN-12)"),
+    ("How is the boost pressure of a booster set worked out?",
+     "Static height plus the flow pressure needed at the highest tap plus friction loss, minus the minimum inlet pressure. In the AN-12 example that is 4.4 + 1.5 + 0.6 − 2.0 = 4.5 bar. (Application Note AN-12)"),
+    ("Why not oversize a booster pump to be safe?",
+     "Average residential demand is only 10 to 20 % of peak, so an oversized pump runs far left of its best-efficiency point most of the day. (Application Note AN-12)"),
+    ("Which restart pressure drop does AN-12 suggest for a booster with a small tank?",
+     "0.5 bar (P-23), to avoid frequent restarts. (Application Note AN-12)"),
+    ("How do I stop a booster set from running dry when the mains pressure drops?",
+     "Wire a low-inlet-pressure switch (or a break-tank level switch) to DI3, and keep the controller's dry-running protection on. (Application Note AN-12)"),
+    ("How do I keep booster noise out of the flats above?",
+     "Anti-vibration pads, flexible connectors on suction and discharge, and no pipe fixings on walls bordering living rooms. (Application Note AN-12)"),
+
+    # ---- service bulletin SB-2025-03 ----
+    ("What is SB-2025-03 about?",
+     "Impeller nut lock washers of some H-300 pumps built in 2024 were hardened incorrectly and can crack; inspect them and replace unmarked washers at the next maintenance, at the latest within 12 months. (Service Bulletin SB-2025-03)"),
+    ("Is my cast-iron H-300 with serial 2425xxxxxx affected by the washer bulletin?",
+     "Yes: C1 and B1 pumps with serial numbers 2423 to 2436 are affected. Open the pump at the next maintenance and check the washer." + LOCKOUT + " (Service Bulletin SB-2025-03)"),
+    ("What does the washer campaign cost the customer?",
+     "Nothing for parts: the washer and casing gasket are free, and labour is reimbursed when reported on the service portal by 31 December 2026. (Service Bulletin SB-2025-03)"),
+
+    # ---- HydraLink C3 quick start (PDF) ----
+    ("Which transmitter wire goes to 24V OUT?",
+     "The brown wire; the white wire goes to AI1+, and AI1- is bridged to GND. (HydraLink C3 Quick Start Guide, page 2)"),
+    ("How do I get back into the start-up wizard?",
+     "From menu 5.1. You can leave the wizard at any time with STOP. (HydraLink C3 Quick Start Guide, page 2)"),
+    ("My pump is not in the wizard's list.",
+     "Update the firmware, or choose \"other pump\" and enter the BEP flow and head from the Specification Table. (HydraLink C3 Quick Start Guide, page 2)"),
+    ("What setpoint should I start with?",
+     "About 0.5 bar above the pressure needed at the farthest consumer, then fine-tune. (HydraLink C3 Quick Start Guide, page 3)"),
+    ("The pressure reacts slowly when demand changes.",
+     "Shorten the PID integral time. (HydraLink C3 Quick Start Guide, page 4)"),
+    ("What speed is normal once the pump is running?",
+     "Between 50 % and 95 % at normal demand. (HydraLink C3 Quick Start Guide, page 4)"),
+
     # ---- not covered by the documentation: refuse, do not guess ----
     ("Do you make submersible sewage pumps?",
      "The Hydra documentation covers only the H-150, H-300, H-450 and HV-80 centrifugal pumps and HydraLink C3; it does not cover sewage pumps. Please contact Norrbeck service."),
