@@ -440,7 +440,7 @@ PAIRS = [
     ("Is a Hydra pump ATEX certified?",
      "No. Hydra pumps have no ATEX certification and must not be used in explosive atmospheres. (Hydra Safety Rules, section 6)"),
     ("When is hearing protection needed near Hydra pumps?",
-     "Above 80 dB(A), as marked at the plant room entrance; large motors can exceed that at 1 m. (Hydra Safety Rules, section 9)"),
+     "Above 80 dB(A), as marked at the plant room entrance; several pumps running together in one room exceed that. (Hydra Safety Rules, section 9)"),
     ("The seal suddenly sprays water.",
      "Stop the pump, isolate it and close both valves, then plan the seal replacement. (Hydra Safety Rules, section 10)"),
     ("Can we fit a larger impeller ourselves?",
