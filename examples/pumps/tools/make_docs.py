@@ -150,11 +150,18 @@ class Layout:
         self.y = TOP
 
     def need(self, height):
+        """Starts a new page unless `height` points still fit; True when it did."""
         if self.y - height < BOTTOM:
             self.new_page()
+            return True
+        return False
 
     def line(self, text, size, bold=False, x=MARGIN_X):
         self.pages[-1].append(("F2" if bold else "F1", size, x, self.y, text))
+
+    def rule(self, y):
+        """A thin horizontal line across the text width (graphics only: no effect on the text)."""
+        self.pages[-1].append(("rule", 0, MARGIN_X, y, ""))
 
 
 def layout_pdf(meta, blocks):
@@ -190,14 +197,20 @@ def layout_pdf(meta, blocks):
             # glues cells that are far apart into one word ("H-15015 %"), which would break
             # retrieval; a separator glyph with normal word spacing extracts cleanly.
             L.y -= BODY * 0.5
+            L.need(2 * BODY * LEADING + 6)
+            L.rule(L.y)
             for i, r in enumerate(b[1]):
                 bold = i == 0
                 lines = wrap(" | ".join(r), width - 14, BODY, bold)
-                L.need(len(lines) * BODY * LEADING + 3)
+                if L.need(len(lines) * BODY * LEADING + 3):
+                    L.rule(L.y)            # the table continues on a new page
                 for k, ln in enumerate(lines):
                     L.y -= BODY * LEADING
                     L.line(ln, BODY, bold, MARGIN_X + (0 if k == 0 else 14))
-                L.y -= 3
+                L.y -= 4
+                if bold or i == len(b[1]) - 1:
+                    L.rule(L.y - 1)        # rules above and below the header and below the last row
+                    L.y -= 3
     return L.pages
 
 
@@ -219,6 +232,9 @@ def write_pdf(meta, blocks, out_path):
     for pno, items in enumerate(pages, 1):
         ops = []
         for font, size, x, y, text in items:
+            if font == "rule":
+                ops.append(b"0.5 w %.2f %.2f m %.2f %.2f l S" % (x, y, PAGE_W - MARGIN_X, y))
+                continue
             ops.append(b"BT /%s %.1f Tf %.2f %.2f Td %s Tj ET" % (font.encode(), size, x, y, pdf_string(text)))
         foot = f"{footer} \u00b7 Page {pno} of {n}"
         ops.append(b"BT /F1 8.0 Tf %.2f 40.00 Td %s Tj ET" % (MARGIN_X, pdf_string(foot)))
