@@ -114,23 +114,23 @@ static int answer_not_covered(const rag_cli *r, const ask_opts *o, const rag_tur
 static int answer_extractive(rag_cli *r, const ask_opts *o, rag_turn *t, double t0) {
     pf_error err = {0};
     pf_rag_extract x;
-    if (pf_rag_extract_answer(r->kb, o->question, t->res.hits, t->res.n, &o->xp, &x, &err)) return cli_fail(r->cmd, &err);
+    if (pf_rag_extract_answer(r->kb, o->question, t->res.hits, t->n_use, &o->xp, &x, &err)) return cli_fail(r->cmd, &err);
     if (x.n_sentences == 0) { /* the words matched only headings or titles */
         pf_rag_extract_free(&x);
         return answer_not_covered(r, o, t, t0);
     }
-    int32_t *hit_of = malloc(((size_t)t->res.n + 1) * sizeof *hit_of);
+    int32_t *hit_of = malloc(((size_t)t->n_use + 1) * sizeof *hit_of);
     pf_rag_citations cit;
-    if (!hit_of || pf_rag_parse_citations(x.text, strlen(x.text), t->res.n, &cit, &err)) {
+    if (!hit_of || pf_rag_parse_citations(x.text, strlen(x.text), t->n_use, &cit, &err)) {
         free(hit_of);
         pf_rag_extract_free(&x);
         return err.code ? cli_fail(r->cmd, &err) : cli_failf(r->cmd, "out of memory");
     }
-    for (int32_t i = 0; i < t->res.n; i++) hit_of[i] = i;
+    for (int32_t i = 0; i < t->n_use; i++) hit_of[i] = i;
     if (o->json) {
         json_head(r, o, t, "extractive", x.text);
         printf(",\"citations\":[");
-        for (int32_t i = 0; i < t->res.n; i++) {
+        for (int32_t i = 0; i < t->n_use; i++) {
             if (i) putchar(',');
             json_source(i + 1, &t->res.hits[i], t->coverage[i], cit.count[i], false, &x);
         }
@@ -138,7 +138,7 @@ static int answer_extractive(rag_cli *r, const ask_opts *o, rag_turn *t, double 
                1e3 * (cli_now() - t0));
     } else {
         printf("%s\n", x.text);
-        rag_cli_print_sources(stdout, &t->res, hit_of, t->res.n, &cit, x.text);
+        rag_cli_print_sources(stdout, &t->res, hit_of, t->n_use, &cit, x.text);
     }
     pf_rag_citations_free(&cit);
     pf_rag_extract_free(&x);
@@ -161,7 +161,7 @@ static int answer_generated(rag_cli *r, gen_cli *g, const ask_opts *o, rag_turn 
     pp.instructions = g->system;
     pp.max_tokens = n_ctx - reserve;
     pf_rag_prompt pr;
-    if (pf_rag_build_prompt(g->tok, &g->fmt, o->question, t->res.hits, t->res.n, &pp, &pr, &err))
+    if (pf_rag_build_prompt(g->tok, &g->fmt, o->question, t->res.hits, t->n_use, &pp, &pr, &err))
         return cli_fail(r->cmd, &err);
     if (r->show_prompt) fprintf(stderr, "---- system ----\n%s\n---- user ----\n%s\n---- (%lld tokens, %d sources, %d left out) ----\n",
                                 pr.system, pr.user, (long long)pr.n_ids, pr.n_sources, pr.n_dropped);
@@ -205,13 +205,13 @@ static int answer_generated(rag_cli *r, gen_cli *g, const ask_opts *o, rag_turn 
         }
         printf("],\"left_out\":%d,\"stop\":\"%s\",\"timings\":{\"retrieve_ms\":%.3f,\"prompt_tokens\":%lld,"
                "\"prompt_ms\":%.3f,\"gen_tokens\":%lld,\"gen_ms\":%.3f,\"total_ms\":%.3f}}\n",
-               pr.n_dropped, pf_stop_reason_str(gr.stop), t->retrieve_ms, (long long)gr.n_prompt, gr.prompt_ms,
+               t->n_use - pr.n_sources, pf_stop_reason_str(gr.stop), t->retrieve_ms, (long long)gr.n_prompt, gr.prompt_ms,
                (long long)gr.n_gen, gr.gen_ms, 1e3 * (cli_now() - t0));
     } else {
         putchar('\n');
         rag_cli_print_sources(stdout, &t->res, hit_of, pr.n_sources, &cit, ans.s);
         fflush(stdout);
-        fprintf(stderr, "retrieval: %d passages in %.1f ms (%s), %d in the prompt\n", t->res.n, t->retrieve_ms,
+        fprintf(stderr, "retrieval: %d passages in %.1f ms (%s), %d in the prompt\n", t->n_use, t->retrieve_ms,
                 pf_search_mode_name(t->res.mode), pr.n_sources);
         gen_cli_timings(g, &gr);
     }

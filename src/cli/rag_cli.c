@@ -112,7 +112,17 @@ int rag_cli_retrieve(rag_cli *r, const char *query, const char *gate_query, rag_
     t->retrieve_ms = 1e3 * (cli_now() - t0);
     t->coverage = calloc((size_t)t->res.n + 1, sizeof *t->coverage);
     if (!t->coverage) return pf_error_set(err, PF_ERR_NOMEM, "out of memory");
-    return pf_rag_relevance_check(r->kb, gate_query, t->res.hits, t->res.n, &r->gate, &t->rel, t->coverage, err);
+    rc = pf_rag_relevance_check(r->kb, gate_query, t->res.hits, t->res.n, &r->gate, &t->rel, t->coverage, err);
+    if (rc) return rc;
+    /* stable partition: useful hits first (rel.best is not used after this point) */
+    for (int32_t i = 0; i < t->res.n; i++) {
+        if (!(t->coverage[i] > 0 || t->res.hits[i].dense_rank > 0)) continue;
+        pf_search_hit h = t->res.hits[i];
+        double c = t->coverage[i];
+        for (int32_t j = i; j > t->n_use; j--) t->res.hits[j] = t->res.hits[j - 1], t->coverage[j] = t->coverage[j - 1];
+        t->res.hits[t->n_use] = h, t->coverage[t->n_use++] = c;
+    }
+    return PF_OK;
 }
 
 void rag_turn_free(rag_turn *t) {

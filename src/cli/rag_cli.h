@@ -27,9 +27,12 @@ typedef struct rag_cli {
     pf_retriever *r;
 } rag_cli;
 
-/* One retrieval: the hits, the gate's verdict and each hit's coverage. */
+/* One retrieval: the hits, the gate's verdict and each hit's coverage. The hits that share no
+ * content word with the question and were not found by meaning (dense) only distract a small
+ * model: they are moved behind the others, and only hits[0..n_use) are used. */
 typedef struct rag_turn {
     pf_search_results res;
+    int32_t n_use;
     pf_rag_relevance rel;
     double *coverage;
     double retrieve_ms;

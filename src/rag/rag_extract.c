@@ -103,25 +103,52 @@ static int by_place(const void *a, const void *b) {
     return x->start < y->start ? -1 : x->start > y->start;
 }
 
+/* A growable output string. */
+typedef struct obuf {
+    char *s;
+    size_t n, cap;
+    bool oom;
+} obuf;
+
+static void ob_reserve(obuf *b, size_t extra) {
+    if (b->oom || b->n + extra + 1 <= b->cap) return;
+    size_t cap = b->cap ? b->cap : 256;
+    while (cap < b->n + extra + 1) cap *= 2;
+    char *ns = realloc(b->s, cap);
+    if (!ns) { b->oom = true; return; }
+    b->s = ns, b->cap = cap;
+}
+
+static void ob_str(obuf *b, const char *s) {
+    size_t l = strlen(s);
+    ob_reserve(b, l);
+    if (b->oom) return;
+    memcpy(b->s + b->n, s, l + 1);
+    b->n += l;
+}
+
 /* Appends text[s..e) with runs of whitespace collapsed to one space. */
-static bool put_collapsed(char **buf, size_t *n, size_t *cap, const char *text, int64_t s, int64_t e) {
-    size_t need = *n + (size_t)(e - s) + 16;
-    if (need > *cap) {
-        size_t nc = *cap ? *cap : 256;
-        while (nc < need) nc *= 2;
-        char *nb = realloc(*buf, nc);
-        if (!nb) return false;
-        *buf = nb, *cap = nc;
-    }
+static void ob_collapsed(obuf *b, const char *text, int64_t s, int64_t e) {
+    ob_reserve(b, (size_t)(e - s));
+    if (b->oom) return;
     bool space = false;
     for (int64_t i = s; i < e; i++) {
         if (isspace((unsigned char)text[i])) { space = true; continue; }
-        if (space) (*buf)[(*n)++] = ' ';
+        if (space) b->s[b->n++] = ' ';
         space = false;
-        (*buf)[(*n)++] = text[i];
+        b->s[b->n++] = text[i];
     }
-    (*buf)[*n] = '\0';
-    return true;
+    b->s[b->n] = '\0';
+}
+
+/* The sentence is the last part of the passage's heading path (a heading that reads as a
+ * sentence, such as an FAQ question): not an answer. */
+static bool is_heading(const pf_search_hit *h, const char *s, int64_t len) {
+    if (!h->heading) return false;
+    const char *last = h->heading, *p;
+    while ((p = strstr(last, "\xE2\x80\xBA")) != NULL) last = p + 3;
+    while (*last == ' ') last++;
+    return (int64_t)strlen(last) == len && !memcmp(last, s, (size_t)len);
 }
 
 int pf_rag_extract_answer(pf_kb *kb, const char *question, const pf_search_hit *hits, int32_t n_hits,
@@ -138,7 +165,6 @@ int pf_rag_extract_answer(pf_kb *kb, const char *question, const pf_search_hit *
     int64_t *spans = NULL;
     size_t nc = 0, capc = 0;
     char *text = NULL;
-    size_t tn = 0, tcap = 0;
     for (int32_t h = 0; h < n_hits && t.n; h++) {
         const char *s = hits[h].text ? hits[h].text : "";
         size_t len = strlen(s);
@@ -149,7 +175,7 @@ int pf_rag_extract_answer(pf_kb *kb, const char *question, const pf_search_hit *
         pf_rag_split_sentences(s, len, spans, ns);
         for (int64_t i = 0; i < ns; i++) {
             int64_t a = spans[2 * i], b = spans[2 * i + 1];
-            if (rag_count_words(s + a, (size_t)(b - a)) < 3) continue; /* headings, labels */
+            if (rag_count_words(s + a, (size_t)(b - a)) < 3 || is_heading(&hits[h], s + a, b - a)) continue;
             double share = rag_terms_share(&t, rag_terms_match(&t, s + a, (size_t)(b - a)));
             if (share <= 0) continue;
             if (nc == capc) {
@@ -175,29 +201,21 @@ int pf_rag_extract_answer(pf_kb *kb, const char *question, const pf_search_hit *
         if (c[i].chosen) c[m++] = c[i];
     qsort(c, m, sizeof *c, by_place);
     out->sentences = calloc(m + 1, sizeof *out->sentences);
-    if (!out->sentences || !put_collapsed(&text, &tn, &tcap, "", 0, 0)) goto oom;
+    if (!out->sentences) goto oom;
+    obuf b = {0};
+    ob_str(&b, "");
     for (size_t i = 0; i < m; i++) {
-        const char *s = hits[c[i].hit].text;
-        if (i > 0) {
-            if (!put_collapsed(&text, &tn, &tcap, c[i].hit != c[i - 1].hit ? "\n" : " ", 0, 1)) goto oom;
-            if (c[i].hit != c[i - 1].hit) text[tn - 1] = '\n', text[tn] = 0; /* collapsing made it a space */
-        }
-        if (!put_collapsed(&text, &tn, &tcap, s, c[i].start, c[i].end)) goto oom;
+        if (i > 0) ob_str(&b, c[i].hit != c[i - 1].hit ? "\n" : " ");
+        ob_collapsed(&b, hits[c[i].hit].text, c[i].start, c[i].end);
         if (i + 1 == m || c[i + 1].hit != c[i].hit) {
             char cite[24];
             snprintf(cite, sizeof cite, " [%d]", c[i].hit + 1);
-            size_t cl = strlen(cite);
-            if (!put_collapsed(&text, &tn, &tcap, "", 0, 0)) goto oom;
-            if (tn + cl + 1 > tcap) {
-                char *nb = realloc(text, tn + cl + 1);
-                if (!nb) goto oom;
-                text = nb, tcap = tn + cl + 1;
-            }
-            memcpy(text + tn, cite, cl + 1);
-            tn += cl;
+            ob_str(&b, cite);
         }
         out->sentences[i] = (pf_rag_sentence){c[i].hit + 1, c[i].start, c[i].end, c[i].score};
     }
+    text = b.s;
+    if (b.oom) goto oom;
     out->n_sentences = (int32_t)m;
     out->text = text;
     free(c);

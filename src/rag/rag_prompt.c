@@ -90,7 +90,8 @@ static void put_block(sbuf *b, int n, const pf_search_hit *h, size_t text_len) {
     char head[1024];
     int k = snprintf(head, sizeof head, "[%d] ", n);
     sb_put(b, head, (size_t)k);
-    if (h->title && h->title[0]) {
+    /* the title, unless the heading path already starts with it (markdown's first # heading) */
+    if (h->title && h->title[0] && !(h->heading && !strncmp(h->heading, h->title, strlen(h->title)))) {
         sb_str(b, "\"");
         sb_data(b, h->title, strlen(h->title));
         sb_str(b, "\" \xE2\x80\x94 ");
