@@ -60,7 +60,7 @@ static void sb_data(sbuf *b, const char *text, size_t len) {
     size_t from = 0;
     for (size_t i = 0; i + 1 < len; i++)
         if (text[i] == '<' && text[i + 1] == '|') {
-            sb_put(b, text + from, i + 1);
+            sb_put(b, text + from, i + 1 - from);
             sb_put(b, " ", 1);
             from = i + 1;
         }

@@ -23,7 +23,9 @@ static const char *const QUESTION_WORDS[] = {
     "we", "us", "our", "you", "your", "he", "she", "him", "her", "his", "its", "them", "those", "am",
     "been", "being", "has", "have", "had", "having", "from", "about", "any", "all", "some", "please",
     "tell", "explain", "describe", "know", "often", "much", "many", "s", "t", "don", "doesn", "isn",
-    "there", "here", "so", "than", "too", "very", "also", "just", "get", "give", "show", "list",
+    "there", "here", "so", "than", "too", "very", "also", "just", "get", "give", "show", "list", "need",
+    "needs", "want", "during", "before", "after", "again", "then", "once", "more", "most", "other", "only",
+    "same", "both", "each", "few", "own", "whether", "way", "ways", "thing", "things", "happen", "happens",
 };
 
 static bool is_question_word(const char *tok, size_t len) {
