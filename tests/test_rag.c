@@ -198,6 +198,18 @@ static void test_gate(pf_test *t, pf_kb *kb, pf_retriever *r) {
              !rel.relevant && rel.n_terms == 0, "no content words");
     CHECK(t, pf_rag_relevance_check(kb, q, NULL, 0, &gp, &rel, NULL, &err) == PF_OK && !rel.relevant && rel.best == -1,
           "no hits");
+    /* dense evidence: the best cosine among hits found by the dense retriever */
+    char txt[] = "nothing in common", srcp[] = "/x/y.txt";
+    pf_search_hit dh[3] = {{.text = txt, .source = srcp, .doc_key = srcp, .dense_rank = 2, .dense_score = 0.62},
+                           {.text = txt, .source = srcp, .doc_key = srcp, .dense_rank = 1, .dense_score = 0.81},
+                           {.text = txt, .source = srcp, .doc_key = srcp, .dense_rank = 0, .dense_score = 0.99}};
+    gp.min_cosine = 0.8;
+    CHECK(t, pf_rag_relevance_check(kb, q, dh, 3, &gp, &rel, NULL, &err) == PF_OK && rel.relevant &&
+             fabs(rel.cosine - 0.81) < 1e-12 && rel.coverage == 0, "cosine 0.81 >= 0.8 passes (cosine %g)", rel.cosine);
+    gp.min_cosine = 0.85;
+    CHECK(t, pf_rag_relevance_check(kb, q, dh, 3, &gp, &rel, NULL, &err) == PF_OK && !rel.relevant, "0.81 < 0.85 refused");
+    gp.min_cosine = 0;
+    CHECK(t, pf_rag_relevance_check(kb, q, dh, 3, &gp, &rel, NULL, &err) == PF_OK && !rel.relevant, "cosine gate off");
     gp.min_coverage = NAN;
     CHECK(t, pf_rag_relevance_check(kb, q, res.hits, res.n, &gp, &rel, NULL, &err) == PF_ERR_ARG, "NaN threshold");
     pf_search_results_free(&res);
