@@ -1356,7 +1356,7 @@ size_t pf_rag_source_label(const pf_search_hit *h, bool short_source, char *buf,
 /* ---- Citations --------------------------------------------------------------------------- */
 /* A marker is a bracket group of source numbers: "[1]", "[1, 3]", "[1,3]", "[1; 3]", "[1 and 3]",
  * "[1-3]" (also "–" / "—"; a range expands to each number, at most 64), optionally prefixed by
- * "source"/"sources" ("[Source 2]"). Anything else in brackets ("[see below]", "[1.5]") is text.
+ * "source"/"sources" ("[Source 2]") or written as a footnote ("[^2]"). Anything else in brackets ("[see below]", "[1.5]") is text.
  * Each number gives one pf_rag_marker; a number outside 1..n_sources is invalid (a marker that
  * points to no source), and a range running past n_sources yields one invalid entry for the part
  * beyond. */

@@ -85,8 +85,34 @@ static void test_citations(pf_test *t) {
     /* not markers: words, decimals, empty brackets, unclosed, 7-digit numbers, links */
     check_markers(t, "[see below] [1.5] [] [a1] [1 [12345678] [1x] ", 3, NULL, 0);
     check_markers(t, "no sources at all [1]", 0, (want_marker[]){{"[1]", 1, false}}, 1);
+    check_markers(t, "a footnote[^2]", 3, (want_marker[]){{"[^2]", 2, true}}, 1);
     pf_rag_citations c;
     pf_error err = {0};
+    /* random strings of marker characters: every marker found is a well-formed bracket group
+     * inside the text, numbers in range are valid and counted, nothing else is */
+    pf_test_rng rng = {0x9e3779b97f4a7c15ull};
+    const char alphabet[] = "[[]]0123456789--,, ;aS^";
+    char buf[96];
+    int bad = 0;
+    for (int it = 0; it < 3000; it++) {
+        size_t n = 1 + pf_test_next(&rng) % 80;
+        for (size_t i = 0; i < n; i++) buf[i] = alphabet[pf_test_next(&rng) % (sizeof alphabet - 1)];
+        buf[n] = 0;
+        int32_t ns = (int32_t)(pf_test_next(&rng) % 6);
+        if (pf_rag_parse_citations(buf, n, ns, &c, &err) != PF_OK) { bad++; continue; }
+        int64_t valid = 0, inval = 0, sum = 0;
+        for (int64_t i = 0; i < c.n_markers; i++) {
+            const pf_rag_marker *m = &c.markers[i];
+            if (m->start < 0 || m->end > (int64_t)n || m->start >= m->end || buf[m->start] != '[' || buf[m->end - 1] != ']' ||
+                m->valid != (m->source >= 1 && m->source <= ns) || (i && m->start < c.markers[i - 1].start))
+                bad++;
+            valid += m->valid, inval += !m->valid;
+        }
+        for (int32_t i = 0; i < ns; i++) sum += c.count[i];
+        if (sum != valid || inval != c.n_invalid) bad++;
+        pf_rag_citations_free(&c);
+    }
+    CHECK(t, bad == 0, "%d inconsistencies over random strings", bad);
     CHECK(t, pf_rag_parse_citations(NULL, 3, 2, &c, &err) == PF_ERR_ARG, "NULL answer with a length");
     CHECK(t, pf_rag_parse_citations("", 0, 2, &c, &err) == PF_OK && c.n_markers == 0, "empty answer");
     pf_rag_citations_free(&c);

@@ -1,7 +1,7 @@
 /* Citation markers in a generated answer, mapped to the numbered sources of the prompt.
  *
  * Grammar of one marker (a bracket group), spaces allowed between the parts:
- *   "[" [ "source" | "sources" | "src" ] [":"] item { sep item } "]"
+ *   "[" [ "^" ] [ "source" | "sources" | "src" ] [":"] item { sep item } "]"   ("[^2]": a footnote)
  *   item = number | number dash number      dash = "-" | "–" | "—"
  *   sep  = "," | ";" | "and" | "&" | nothing (spaces)
  * with numbers of 1 to 6 digits. A bracket group that does not parse is ordinary text, so
@@ -65,6 +65,7 @@ static size_t keyword(const char *s, size_t i, size_t len, const char *w) {
  * group's numbers to `nums` (pairs lo, hi), or returns 0 when the group is not a marker. */
 static size_t parse_group(const char *s, size_t open, size_t len, int32_t *nums, int *n_nums, int max_nums) {
     size_t i = skip_space(s, open + 1, len), k;
+    if (i < len && s[i] == '^') i++;
     if ((k = keyword(s, i, len, "sources")) || (k = keyword(s, i, len, "source")) || (k = keyword(s, i, len, "src"))) {
         i = skip_space(s, k, len);
         if (i < len && s[i] == ':') i = skip_space(s, i + 1, len);
