@@ -500,6 +500,12 @@ static void test_cli(pf_test *t, const char *kbdir) {
           "stats line: %s", e ? e : "");
     CHECK(t, turns == 3 && reused > 0 && reused < prompt, "turns %lld, reused %lld of %lld", turns, reused, prompt);
     free(e);
+    /* a small context: older turns lose their sources, then go; every turn is still answered */
+    snprintf(cmd, sizeof cmd,
+             "printf 'How often should I replace the pump filter?\\nWhat causes cavitation?\\nHow much grease do the bearings "
+             "need?\\nWho do I call for spare parts?\\nWhen is the seal kit fitted?\\n' | " BIN " chat --kb %s -m " TINY
+             " -n 8 -t 1 --temp 0 -c 420 2>&1 >/dev/null | grep -c -e '^chat: 5 turns' -e 'phiforge chat:'", kbdir);
+    CHECK(t, run(cmd, out, sizeof out) == 0 && !strcmp(out, "1\n"), "compaction: '%s'", out);
     CHECK(t, run(BIN " chat -m " TINY " --min-score 0.3 </dev/null 2>/dev/null", out, sizeof out) == 1, "kb options need --kb");
 }
 

@@ -219,10 +219,16 @@ static int kb_turn_run(kb_chat *k, const char *question) {
         pp.history = h, pp.n_history = nh;
         rc = pf_rag_build_prompt(g->tok, &g->fmt, question, k->last.res.hits, k->last.n_use, &pp, &pr, &err);
         free(h);
+        if (rc && rc != PF_ERR_ARG) break;
         bool starved = rc == PF_OK && pr.n_sources == 0 && k->last.n_use > 0;
-        if ((rc == PF_OK && !starved) || (rc && rc != PF_ERR_ARG)) break;
-        if (!rc) pf_rag_prompt_free(&pr);
-        if (!compact(k)) break; /* nothing left to drop: answer without sources or report */
+        if (rc == PF_OK && !starved) break;
+        if (rc == PF_OK) pf_rag_prompt_free(&pr);
+        if (!compact(k)) { /* the history is empty and still no source fits */
+            if (rc == PF_OK)
+                rc = pf_error_set(&err, PF_ERR_ARG, "a context of %lld tokens leaves no room for a source (use a larger -c)",
+                                  (long long)n_ctx);
+            break;
+        }
         if ((rc = rebuild(k, &err))) break;
     }
     if (rc) return cli_fail("chat", &err);
