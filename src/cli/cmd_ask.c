@@ -161,8 +161,10 @@ static int answer_generated(rag_cli *r, gen_cli *g, const ask_opts *o, rag_turn 
     pp.instructions = g->system;
     pp.max_tokens = n_ctx - reserve;
     pf_rag_prompt pr;
+    double tp = cli_now();
     if (pf_rag_build_prompt(g->tok, &g->fmt, o->question, t->res.hits, t->n_use, &pp, &pr, &err))
         return cli_fail(r->cmd, &err);
+    double pack_ms = 1e3 * (cli_now() - tp);
     if (r->show_prompt) fprintf(stderr, "---- system ----\n%s\n---- user ----\n%s\n---- (%lld tokens, %d sources, %d left out) ----\n",
                                 pr.system, pr.user, (long long)pr.n_ids, pr.n_sources, pr.n_dropped);
     int32_t *hit_of = malloc(((size_t)pr.n_sources + 1) * sizeof *hit_of);
@@ -203,9 +205,9 @@ static int answer_generated(rag_cli *r, gen_cli *g, const ask_opts *o, rag_turn 
             cli_json_str(stdout, mk);
             printf(",\"n\":%d,\"offset\":%lld}", m->source, (long long)m->start);
         }
-        printf("],\"left_out\":%d,\"stop\":\"%s\",\"timings\":{\"retrieve_ms\":%.3f,\"prompt_tokens\":%lld,"
+        printf("],\"left_out\":%d,\"stop\":\"%s\",\"timings\":{\"retrieve_ms\":%.3f,\"pack_ms\":%.3f,\"prompt_tokens\":%lld,"
                "\"prompt_ms\":%.3f,\"gen_tokens\":%lld,\"gen_ms\":%.3f,\"total_ms\":%.3f}}\n",
-               t->n_use - pr.n_sources, pf_stop_reason_str(gr.stop), t->retrieve_ms, (long long)gr.n_prompt, gr.prompt_ms,
+               t->n_use - pr.n_sources, pf_stop_reason_str(gr.stop), t->retrieve_ms, pack_ms, (long long)gr.n_prompt, gr.prompt_ms,
                (long long)gr.n_gen, gr.gen_ms, 1e3 * (cli_now() - t0));
     } else {
         putchar('\n');
