@@ -455,6 +455,29 @@ static void test_cli(pf_test *t, const char *kbdir) {
     rc = run(cmd, out, sizeof out);
     CHECK(t, rc == 0 && (strstr(out, "\nSources retrieved (none cited):\n  [1] ") || strstr(out, "\nSources cited:\n")),
           "generated text: rc %d\n%s", rc, out);
+    /* the mapping end to end, on a known answer (--answer maps instead of generating) */
+    snprintf(cmd, sizeof cmd, BIN " ask --kb %s -m " TINY " --answer 'Every 500 hours [1]. Not this one [2, 9].' "
+             "'How often should I replace the pump filter?' 2>/dev/null", kbdir);
+    rc = run(cmd, out, sizeof out);
+    const char *cited = strstr(out, "\nSources cited:\n  [1] "), *also = strstr(out, "\nAlso retrieved (not cited):\n  [3] ");
+    const char *warn = strstr(out, "warning: [2, 9] at byte 34 names source 9, which does not exist"); /* 34: where "[2, 9]" starts */
+    CHECK(t, rc == 0 && cited && also && warn && cited < also && also < warn && strstr(cited, "\n  [2] ") < also &&
+             strstr(cited, "Maintenance \xE2\x80\xBA Filters") < strstr(cited, "\n  [2] "), "mapping:\n%s", out);
+    snprintf(cmd, sizeof cmd, BIN " ask --kb %s -m " TINY " --json --answer 'Every 500 hours [1][9][1-2]' "
+             "'How often should I replace the pump filter?'", kbdir);
+    j = json_run(t, cmd, 0);
+    if (j) {
+        cJSON *cit = cJSON_GetObjectItem(j, "citations"), *inv = cJSON_GetArrayItem(cJSON_GetObjectItem(j, "invalid_markers"), 0);
+        double counts[3];
+        for (int i = 0; i < 3; i++) counts[i] = cJSON_GetNumberValue(cJSON_GetObjectItem(cJSON_GetArrayItem(cit, i), "count"));
+        CHECK(t, counts[0] == 2 && counts[1] == 1 && counts[2] == 0, "counts %g %g %g", counts[0], counts[1], counts[2]);
+        CHECK(t, cJSON_IsTrue(cJSON_GetObjectItem(cJSON_GetArrayItem(cit, 1), "cited")) &&
+                 cJSON_IsFalse(cJSON_GetObjectItem(cJSON_GetArrayItem(cit, 2), "cited")), "cited flags");
+        CHECK(t, inv && !strcmp(cJSON_GetStringValue(cJSON_GetObjectItem(inv, "marker")), "[9]") &&
+                 cJSON_GetNumberValue(cJSON_GetObjectItem(inv, "n")) == 9 && cJSON_GetNumberValue(cJSON_GetObjectItem(inv, "offset")) == 19 &&
+                 cJSON_GetArraySize(cJSON_GetObjectItem(j, "invalid_markers")) == 1, "invalid marker");
+        cJSON_Delete(j);
+    }
     /* not covered: the fixed sentence, exit 2, and no model is loaded (a missing file is fine) */
     snprintf(cmd, sizeof cmd, BIN " ask --kb %s -m /nonexistent.gguf 'What is the capital of France?' 2>/dev/null", kbdir);
     rc = run(cmd, out, sizeof out);

@@ -15,7 +15,7 @@
 
 #include "cli/rag_cli.h"
 
-enum { ASK_OPT_JSON = 600, ASK_OPT_MAX_CHARS };
+enum { ASK_OPT_JSON = 600, ASK_OPT_MAX_CHARS, ASK_OPT_ANSWER };
 
 static void usage(FILE *f) {
     fprintf(f, "usage: phiforge ask --kb DIR [-m MODEL.gguf] [options] QUESTION...\n"
@@ -24,7 +24,9 @@ static void usage(FILE *f) {
                "  the question. When no passage is relevant it says so (exit status 2) instead of guessing.\n"
                "      --json                one JSON object: answer, citations (doc, chunk, offsets, page,\n"
                "                            score), invalid markers, timings\n"
-               "      --max-chars N         length of an extractive answer (default 700)\n");
+               "      --max-chars N         length of an extractive answer (default 700)\n"
+               "      --answer TEXT         with -m: do not generate; map the citations of TEXT (an answer\n"
+               "                            produced elsewhere) to the sources the prompt would number\n");
     rag_cli_usage(f);
     fprintf(f, "  model (optional; sampling is greedy unless --temp is given):\n");
     gen_cli_usage(f);
@@ -33,6 +35,7 @@ static void usage(FILE *f) {
 typedef struct ask_opts {
     bool json;
     const char *question;
+    const char *answer; /* --answer: map this instead of generating */
     pf_rag_extract_params xp;
 } ask_opts;
 
@@ -177,8 +180,15 @@ static int answer_generated(rag_cli *r, gen_cli *g, const ask_opts *o, rag_turn 
     }
     ans.s[0] = '\0';
     for (int32_t i = 0; i < pr.n_sources; i++) hit_of[i] = pr.sources[i].hit;
-    pf_gen_result gr;
-    if (generate_answer(g, &pr, &ans, &gr, &err)) {
+    pf_gen_result gr = {.stop = PF_STOP_NONE};
+    if (o->answer) {
+        ans.echo = false;
+        if (rag_answer_append(&ans, o->answer, strlen(o->answer))) {
+            rc = cli_failf(r->cmd, "out of memory");
+            goto done;
+        }
+        if (!o->json) fputs(o->answer, stdout);
+    } else if (generate_answer(g, &pr, &ans, &gr, &err)) {
         rc = cli_fail(r->cmd, &err);
         goto done;
     }
@@ -215,7 +225,7 @@ static int answer_generated(rag_cli *r, gen_cli *g, const ask_opts *o, rag_turn 
         fflush(stdout);
         fprintf(stderr, "retrieval: %d passages in %.1f ms (%s), %d in the prompt\n", t->n_use, t->retrieve_ms,
                 pf_search_mode_name(t->res.mode), pr.n_sources);
-        gen_cli_timings(g, &gr);
+        if (!o->answer) gen_cli_timings(g, &gr);
     }
     pf_rag_citations_free(&cit);
 done:
@@ -244,6 +254,7 @@ int cmd_ask(int argc, char **argv) {
     static const struct option opts[] = {GEN_CLI_LONG, RAG_CLI_LONG,
                                          {"json", no_argument, 0, ASK_OPT_JSON},
                                          {"max-chars", required_argument, 0, ASK_OPT_MAX_CHARS},
+                                         {"answer", required_argument, 0, ASK_OPT_ANSWER},
                                          {0, 0, 0, 0}};
     gen_cli g;
     gen_cli_init(&g, "ask");
@@ -260,6 +271,7 @@ int cmd_ask(int argc, char **argv) {
         if (k > 0) continue;
         switch (c) {
         case ASK_OPT_JSON: o.json = true; break;
+        case ASK_OPT_ANSWER: o.answer = optarg; break;
         case ASK_OPT_MAX_CHARS: {
             char *end;
             long v = strtol(optarg, &end, 10);
@@ -273,7 +285,8 @@ int cmd_ask(int argc, char **argv) {
     }
     if (!r.kb_dir) { usage(stderr); return cli_failf("ask", "--kb DIR is required"); }
     if (optind >= argc) { usage(stderr); return cli_failf("ask", "a QUESTION is required"); }
-    if (!g.model && (g.n_lora || g.system)) return cli_failf("ask", "--lora and --system need a model (-m)");
+    if (!g.model && (g.n_lora || g.system || o.answer))
+        return cli_failf("ask", "--lora, --system and --answer need a model (-m)");
     char *q = join_args(argc - optind, argv + optind);
     if (!q) return cli_failf("ask", "out of memory");
     o.question = q;
