@@ -393,6 +393,14 @@ static void test_extract(pf_test *t, pf_kb *kb, pf_retriever *r) {
     CHECK(t, pf_rag_extract_answer(kb, q, res.hits, res.n, &xp, &x, &err) == PF_OK && x.n_sentences == 1 &&
              strstr(x.text, "500"), "max_chars 10: '%s'", x.text);
     pf_rag_extract_free(&x);
+    /* a sentence that points back ("It ...") comes with the one it continues; others do not */
+    char ptxt[] = "Cavitation sounds like gravel in the pump. It is caused by a clogged strainer. The paint is blue and green.";
+    char psrc[] = "/x/p.md";
+    pf_search_hit ph = {.text = ptxt, .source = psrc, .doc_key = psrc};
+    CHECK(t, pf_rag_extract_answer(NULL, "Why the gravel noise?", &ph, 1, NULL, &x, &err) == PF_OK &&
+             !strcmp(x.text, "Cavitation sounds like gravel in the pump. It is caused by a clogged strainer. [1]"),
+          "continuation: '%s'", x.text);
+    pf_rag_extract_free(&x);
     CHECK(t, pf_rag_extract_answer(kb, "capital of France", res.hits, res.n, NULL, &x, &err) == PF_OK &&
              x.n_sentences == 0 && !strcmp(x.text, ""), "nothing matches");
     pf_rag_extract_free(&x);

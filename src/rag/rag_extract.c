@@ -85,10 +85,22 @@ int64_t pf_rag_split_sentences(const char *text, size_t len, int64_t *spans, int
 
 typedef struct cand {
     int32_t hit;
+    int64_t seq;        /* sentence number inside its passage */
     int64_t start, end;
-    double score;
-    bool chosen;
+    double score;       /* 0: shares no term with the question */
+    bool chosen, cont;  /* cont: begins with a word that points back ("It", "This", ...) */
 } cand;
+
+/* A sentence that begins with a pronoun continues the one before it ("Cavitation sounds like
+ * gravel. It is caused by a clogged strainer."): it is kept with that sentence. */
+static bool continues(const char *s, int64_t len) {
+    static const char *const W[] = {"It ", "It's ", "Its ", "This ", "These ", "They ", "That ", "Those ", "Such ", "Their "};
+    for (size_t i = 0; i < sizeof W / sizeof W[0]; i++) {
+        size_t n = strlen(W[i]);
+        if ((int64_t)n <= len && !memcmp(s, W[i], n)) return true;
+    }
+    return false;
+}
 
 static int by_score(const void *a, const void *b) {
     const cand *x = a, *y = b;
@@ -177,29 +189,35 @@ int pf_rag_extract_answer(pf_kb *kb, const char *question, const pf_search_hit *
             int64_t a = spans[2 * i], b = spans[2 * i + 1];
             if (rag_count_words(s + a, (size_t)(b - a)) < 3 || is_heading(&hits[h], s + a, b - a)) continue;
             double share = rag_terms_share(&t, rag_terms_match(&t, s + a, (size_t)(b - a)));
-            if (share <= 0) continue;
             if (nc == capc) {
                 capc = capc ? 2 * capc : 64;
                 cand *ncand = realloc(c, capc * sizeof *c);
                 if (!ncand) goto oom;
                 c = ncand;
             }
-            c[nc++] = (cand){h, a, b, share + 0.05 / (h + 1), false};
+            c[nc++] = (cand){h, i, a, b, share > 0 ? share + 0.05 / (h + 1) : 0, false, continues(s + a, b - a)};
         }
     }
     qsort(c, nc, sizeof *c, by_score);
     int32_t n_chosen = 0;
     int64_t used = 0;
-    for (size_t i = 0; i < nc && n_chosen < p->max_sentences; i++) {
+    for (size_t i = 0; i < nc && n_chosen < p->max_sentences && c[i].score > 0; i++) {
         if (c[i].score < p->min_rel * c[0].score) break;
         int64_t l = c[i].end - c[i].start;
         if (used + l > p->max_chars && n_chosen > 0) continue; /* a shorter one may still fit */
         c[i].chosen = true, used += l, n_chosen++;
     }
+    qsort(c, nc, sizeof *c, by_place);
+    for (size_t i = 0; i + 1 < nc; i++) { /* a chosen sentence brings the one that continues it */
+        cand *x = &c[i + 1];
+        int64_t l = x->end - x->start;
+        if (c[i].chosen && !x->chosen && x->cont && x->hit == c[i].hit && x->seq == c[i].seq + 1 &&
+            used + l <= p->max_chars && n_chosen < p->max_sentences)
+            x->chosen = true, used += l, n_chosen++;
+    }
     size_t m = 0;
     for (size_t i = 0; i < nc; i++)
         if (c[i].chosen) c[m++] = c[i];
-    qsort(c, m, sizeof *c, by_place);
     out->sentences = calloc(m + 1, sizeof *out->sentences);
     if (!out->sentences) goto oom;
     obuf b = {0};
