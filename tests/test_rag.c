@@ -133,6 +133,23 @@ static void test_sentences(pf_test *t) {
         CHECK(t, l == strlen(want[i]) && !memcmp(text + spans[2 * i], want[i], l), "sentence %lld: '%.*s', want '%s'",
               (long long)i, (int)l, text + spans[2 * i], want[i]);
     }
+    /* random text: spans are ordered, disjoint, inside the text, trimmed, and count as returned */
+    pf_test_rng rng = {12345};
+    const char alphabet[] = "ab AB.!?\n\n\t\"')e.g1";
+    char buf[200];
+    int bad = 0;
+    for (int it = 0; it < 3000; it++) {
+        size_t len = pf_test_next(&rng) % 150;
+        for (size_t i = 0; i < len; i++) buf[i] = alphabet[pf_test_next(&rng) % (sizeof alphabet - 1)];
+        int64_t ns = pf_rag_split_sentences(buf, len, spans, 32);
+        for (int64_t i = 0; i < ns && i < 32; i++) {
+            int64_t a = spans[2 * i], b = spans[2 * i + 1];
+            if (a < 0 || b > (int64_t)len || a >= b || (i && a < spans[2 * i - 1]) || buf[a] == ' ' || buf[a] == '\n' ||
+                buf[b - 1] == ' ' || buf[b - 1] == '\n')
+                bad++;
+        }
+    }
+    CHECK(t, bad == 0, "%d bad spans over random texts", bad);
     CHECK(t, pf_rag_split_sentences("", 0, spans, 32) == 0, "empty text");
     CHECK(t, pf_rag_split_sentences("  \n\n ", 5, spans, 32) == 0, "blank text");
     CHECK(t, pf_rag_split_sentences("One. Two. Three.", 16, spans, 1) == 3, "count beyond cap");
