@@ -62,6 +62,9 @@ void rag_cli_print_sources(FILE *f, const pf_search_results *res, const int32_t 
 /* The refusal note on stderr (why the gate said no). */
 void rag_cli_print_refusal_reason(const rag_cli *r, const rag_turn *t);
 
+/* The chat --kb session over stdin (src/cli/chat_kb.c); 0, or 1 after reporting. */
+int rag_cli_chat(gen_cli *g, rag_cli *r);
+
 /* A growable answer buffer, filled by a pf_text_fn; echo: also write to stdout as it streams. */
 typedef struct rag_answer {
     char *s;
