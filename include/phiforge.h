@@ -1384,7 +1384,8 @@ void pf_rag_citations_free(pf_rag_citations *c);
  * IDF-weighted share of the question's content terms it holds, plus a small bonus for its
  * passage's rank; units of fewer than 3 words (headings) are skipped. Sentences scoring at least
  * min_rel x the best are taken best first within max_chars (plus, budget allowing, the sentence
- * right after a chosen one when it begins with "It", "This", "They", ...), then printed grouped by source in
+ * right after a chosen one when it begins with "It", "This", "They", ...; when the question's
+ * words are only in a passage's heading or title, its first two sentences), then printed grouped by source in
  * rank order, in document order inside a source, each group followed by its "[n]" (n = hit
  * index + 1, so the citations are those of the hits as given). */
 typedef struct pf_rag_extract_params {

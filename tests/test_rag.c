@@ -410,6 +410,14 @@ static void test_extract(pf_test *t, pf_kb *kb, pf_retriever *r) {
     CHECK(t, pf_rag_extract_answer(kb, q, res.hits, res.n, &xp, &x, &err) == PF_OK && x.n_sentences == 1 &&
              strstr(x.text, "500"), "max_chars 10: '%s'", x.text);
     pf_rag_extract_free(&x);
+    /* a word found only in a heading: the start of that passage is quoted */
+    pf_search_results hres;
+    CHECK(t, search(r, "Installation", &hres) == PF_OK && hres.n > 0, "heading search");
+    CHECK(t, pf_rag_extract_answer(kb, "Installation", hres.hits, hres.n, NULL, &x, &err) == PF_OK && x.n_sentences >= 1 &&
+             !strncmp(x.text, "Mount the CP-200 on a level concrete base", 41) &&
+             strstr(hres.hits[x.sentences[0].source - 1].heading, "Installation"), "heading only: '%s'", x.text);
+    pf_rag_extract_free(&x);
+    pf_search_results_free(&hres);
     /* a sentence that points back ("It ...") comes with the one it continues; others do not */
     char ptxt[] = "Cavitation sounds like gravel in the pump. It is caused by a clogged strainer. The paint is blue and green.";
     char psrc[] = "/x/p.md";

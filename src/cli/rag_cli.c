@@ -180,7 +180,8 @@ void rag_cli_print_sources(FILE *f, const pf_search_results *res, const int32_t 
 }
 
 void rag_cli_print_refusal_reason(const rag_cli *r, const rag_turn *t) {
-    if (t->res.n == 0) fprintf(stderr, "(%s: no passage matched the question)\n", r->cmd);
+    if (t->rel.relevant) fprintf(stderr, "(%s: the question's words are only in headings or titles: no sentence to quote)\n", r->cmd);
+    else if (t->res.n == 0) fprintf(stderr, "(%s: no passage matched the question)\n", r->cmd);
     else if (t->rel.n_terms == 0) fprintf(stderr, "(%s: the question has no content words to look for)\n", r->cmd);
     else
         fprintf(stderr, "(%s: the best passage holds %.0f%% of the question's content words by weight; --min-score %.2f needs %.0f%%)\n",

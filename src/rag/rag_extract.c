@@ -215,6 +215,16 @@ int pf_rag_extract_answer(pf_kb *kb, const char *question, const pf_search_hit *
             used + l <= p->max_chars && n_chosen < p->max_sentences)
             x->chosen = true, used += l, n_chosen++;
     }
+    if (n_chosen == 0) { /* the words are only in a heading or title: quote that passage's start */
+        int32_t best = -1;
+        for (int32_t h = 0; h < n_hits && best < 0 && t.n; h++)
+            if (rag_terms_match_hit(&t, &hits[h])) best = h;
+        for (size_t i = 0; i < nc && best >= 0 && n_chosen < 2; i++) {
+            int64_t l = c[i].end - c[i].start;
+            if (c[i].hit != best || (used + l > p->max_chars && n_chosen > 0)) continue;
+            c[i].chosen = true, used += l, n_chosen++;
+        }
+    }
     size_t m = 0;
     for (size_t i = 0; i < nc; i++)
         if (c[i].chosen) c[m++] = c[i];
