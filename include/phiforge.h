@@ -1507,6 +1507,162 @@ int pf_pull(const char *name_variant, pf_download_progress_fn progress, void *us
  * nor a registry name (PF_ERR_NOT_FOUND). */
 int pf_model_resolve(const char *name_or_path, char *out, size_t cap, pf_error *err);
 
+/* ------------------------------------------------------------------------------------------ */
+/* RAG answers: relevance gate, prompt packing, citations, extractive answers                 */
+/* ------------------------------------------------------------------------------------------ */
+/* Retrieval gives passages; these turn them into an answer whose every claim can be traced:
+ *   - a relevance gate that says whether the passages are about the question at all (RRF
+ *     scores are ranks, not relevance), so an off-topic question is refused instead of guessed;
+ *   - prompt packing: system instructions, then numbered sources, then the question (in that
+ *     order so the [system + sources] prefix is shared by questions over the same sources),
+ *     filled by token budget in the Phi-3 chat template;
+ *   - citation markers ([1], [1, 3], [1][2], [1-3]) parsed from an answer and mapped back to
+ *     the sources, out-of-range numbers flagged;
+ *   - an extractive answer (no model): the sentences of the passages that match the question.
+ * Query terms everywhere are the index's: unicode61 folding, Porter stems, English stopwords
+ * and question words ("what", "how", "should", ...) dropped. */
+
+/* The fixed answer when the knowledge base has nothing relevant (no model call is made). */
+#define PF_RAG_NOT_COVERED "The knowledge base does not cover this question."
+
+/* ---- Relevance gate ---------------------------------------------------------------------- */
+/* Lexical evidence: for each passage, the IDF-weighted share of the question's content terms it
+ * contains (text, heading path and title), coverage = sum idf(found) / sum idf(all), with
+ * Lucene's IDF ln(1 + (N - df + 0.5) / (df + 0.5)) over the KB's chunks. A term the KB never
+ * uses gets the highest IDF, so a question about something else ("capital of France", "oil
+ * filter of a car" in a pump KB) scores low even when a common word matches. Dense evidence,
+ * when the hits carry a cosine (hybrid / dense retrieval): the best cosine. A question passes
+ * when coverage >= min_coverage, or when min_cosine > 0 and the cosine >= min_cosine.
+ * Default 0.25: on the test KB (tests/test_rag.c) on-topic questions, paraphrases included,
+ * score >= 0.357 and off-topic ones <= 0.065; 0.25 sits between them with room on both sides. */
+#define PF_RAG_DEFAULT_MIN_COVERAGE 0.25
+
+typedef struct pf_rag_gate_params {
+    double min_coverage;  /* PF_RAG_DEFAULT_MIN_COVERAGE; 0 lets everything pass                */
+    double min_cosine;    /* 0: off (cosine scales differ from one embedding model to another)  */
+} pf_rag_gate_params;
+
+typedef struct pf_rag_relevance {
+    bool relevant;        /* the gate's verdict                                                */
+    double coverage;      /* best passage's weighted coverage, 0..1                            */
+    int32_t best;         /* index of that passage in the hits, -1 when none                   */
+    double cosine;        /* best dense cosine among the hits; NAN when none was computed      */
+    int32_t n_terms;      /* content terms of the question (at most 64 are used)               */
+} pf_rag_relevance;
+
+pf_rag_gate_params pf_rag_gate_default_params(void);
+/* kb (may be NULL: every term weighs 1) gives the document frequencies. coverage (may be NULL)
+ * receives each hit's coverage (n entries). */
+int pf_rag_relevance_check(pf_kb *kb, const char *question, const pf_search_hit *hits, int32_t n,
+                           const pf_rag_gate_params *p, pf_rag_relevance *out, double *coverage, pf_error *err);
+
+/* ---- Prompt packing ---------------------------------------------------------------------- */
+/* The user message is "Sources:\n\n[1] LABEL\nTEXT\n\n[2] ...\n\nQuestion: QUESTION" where
+ * LABEL is pf_rag_source_label's short form. Hits are taken in rank order while the whole
+ * rendered prompt (history and template included, BOS as the tokenizer adds it) fits
+ * max_tokens; a passage that does not fit whole is cut (at a word boundary) when at least
+ * min_source_tokens of room are left, and packing stops there. The token count is exact: the
+ * final prompt is rendered and tokenized, and sources are dropped from the end while it is over. */
+typedef struct pf_rag_prompt_params {
+    const char *instructions;      /* system text; NULL: pf_rag_default_instructions()         */
+    int64_t max_tokens;            /* the prompt must fit (n_ctx minus room for the answer)    */
+    int32_t max_sources;           /* 0: no limit besides the budget                           */
+    int32_t min_source_tokens;     /* 48                                                        */
+    const pf_chat_msg *history;    /* earlier turns (user / assistant) rendered between the     */
+    int64_t n_history;             /* system message and this question; NULL/0 for none        */
+} pf_rag_prompt_params;
+
+typedef struct pf_rag_source {
+    int32_t hit;                   /* index into the hits given                                */
+    int64_t text_len;              /* bytes of the hit's text used (< its length when cut)     */
+    bool truncated;
+} pf_rag_source;
+
+typedef struct pf_rag_prompt {
+    char *system;                  /* the instructions                                         */
+    char *user;                    /* sources + question: the message to send                   */
+    int32_t *ids;                  /* tokens of the rendered conversation + generation prompt   */
+    int64_t n_ids;
+    pf_rag_source *sources;        /* source n (1-based) is sources[n - 1]                      */
+    int32_t n_sources;
+    int32_t n_dropped;             /* hits left out for lack of room                           */
+} pf_rag_prompt;
+
+const char *pf_rag_default_instructions(void);
+/* max_tokens 3584, max_sources 0, min_source_tokens 48, built-in instructions, no history. */
+pf_rag_prompt_params pf_rag_prompt_default_params(void);
+/* PF_ERR_ARG when even the question without sources does not fit max_tokens. */
+int pf_rag_build_prompt(const pf_tokenizer *tok, const pf_chat_format *fmt, const char *question,
+                        const pf_search_hit *hits, int32_t n_hits, const pf_rag_prompt_params *p, pf_rag_prompt *out,
+                        pf_error *err);
+void pf_rag_prompt_free(pf_rag_prompt *p);
+/* "SOURCE p.12 › Heading" (page and heading when known). short_source: only the last two path
+ * components of the source (what the model sees). Returns the length; truncates to cap. */
+size_t pf_rag_source_label(const pf_search_hit *h, bool short_source, char *buf, size_t cap);
+
+/* ---- Citations --------------------------------------------------------------------------- */
+/* A marker is a bracket group of source numbers: "[1]", "[1, 3]", "[1,3]", "[1; 3]", "[1 and 3]",
+ * "[1-3]" (also "–" / "—"; a range expands to each number, at most 64), optionally prefixed by
+ * "source"/"sources" ("[Source 2]") or written as a footnote ("[^2]"). Anything else in brackets ("[see below]", "[1.5]") is text.
+ * Each number gives one pf_rag_marker; a number outside 1..n_sources is invalid (a marker that
+ * points to no source), and a range running past n_sources yields one invalid entry for the part
+ * beyond. */
+typedef struct pf_rag_marker {
+    int64_t start, end;            /* byte offsets of the whole bracket group in the answer    */
+    int32_t source;                /* the number written                                        */
+    bool valid;                    /* 1 <= source <= n_sources                                  */
+} pf_rag_marker;
+
+typedef struct pf_rag_citations {
+    pf_rag_marker *markers;        /* in text order                                             */
+    int64_t n_markers, n_invalid;
+    int32_t *count;                /* count[n - 1]: valid markers naming source n               */
+    int32_t n_sources;
+} pf_rag_citations;
+
+int pf_rag_parse_citations(const char *answer, size_t len, int32_t n_sources, pf_rag_citations *out,
+                           pf_error *err);
+void pf_rag_citations_free(pf_rag_citations *c);
+
+/* ---- Extractive answers (no model) --------------------------------------------------------- */
+/* Each hit's text is split into sentences (after . ! ? followed by space and a non-lowercase
+ * character, except after common abbreviations and initials; at blank lines; at line breaks
+ * other than soft wraps, so list items and table rows stand alone). A sentence scores the
+ * IDF-weighted share of the question's content terms it holds, plus a small bonus for its
+ * passage's rank; units of fewer than 3 words (headings) are skipped. Sentences scoring at least
+ * min_rel x the best are taken best first within max_chars (plus, budget allowing, the sentence
+ * right after a chosen one when it begins with "It", "This", "They", ...; when the question's
+ * words are only in a passage's heading or title, its first two sentences), then printed grouped by source in
+ * rank order, in document order inside a source, each group followed by its "[n]" (n = hit
+ * index + 1, so the citations are those of the hits as given). */
+typedef struct pf_rag_extract_params {
+    int32_t max_chars;             /* 700: bytes of answer text (citations not counted)         */
+    int32_t max_sentences;         /* 8                                                         */
+    double min_rel;                /* 0.5                                                       */
+} pf_rag_extract_params;
+
+typedef struct pf_rag_sentence {
+    int32_t source;                /* 1-based: hit index + 1                                    */
+    int64_t start, end;            /* byte offsets in the hit's text                            */
+    double score;
+} pf_rag_sentence;
+
+typedef struct pf_rag_extract {
+    char *text;                    /* the answer: "S1 S2 [1]\nS3 [2]"; "" when nothing matched  */
+    pf_rag_sentence *sentences;    /* chosen sentences in output order                          */
+    int32_t n_sentences;
+} pf_rag_extract;
+
+pf_rag_extract_params pf_rag_extract_default_params(void);
+/* kb (may be NULL) gives IDF weights as for the gate. */
+int pf_rag_extract_answer(pf_kb *kb, const char *question, const pf_search_hit *hits, int32_t n_hits,
+                          const pf_rag_extract_params *p, pf_rag_extract *out, pf_error *err);
+void pf_rag_extract_free(pf_rag_extract *x);
+/* Sentence spans of text[0..len) as the extractive answer cuts them (trimmed; units of any
+ * length). Writes min(count, cap) pairs (start, end) into spans[2 * i], returns the count. */
+int64_t pf_rag_split_sentences(const char *text, size_t len, int64_t *spans, int64_t cap);
+
+
 #ifdef __cplusplus
 }
 #endif

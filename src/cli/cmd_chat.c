@@ -1,19 +1,24 @@
-/* phiforge chat -m M.gguf [--system S] [sampling options]
+/* phiforge chat -m M.gguf [--system S] [--kb DIR [-k K] ...] [sampling options]
  * Interactive chat: one user message per line of stdin (a pipe works too), answers streamed to
  * stdout, one per line. "/reset" starts over (keeping the system prompt), "/quit" or EOF ends.
- * The "> " prompt marker is printed only when stdin is a terminal. */
+ * The "> " prompt marker is printed only when stdin is a terminal.
+ * With --kb every turn retrieves from the knowledge base (see run_kb). */
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
-#include "generate/gen_cli.h"
+#include "cli/rag_cli.h"
 
 static void usage(FILE *f) {
     fprintf(f, "usage: phiforge chat -m MODEL.gguf [--system TEXT] [options]\n"
                "  Reads one user message per line from stdin and streams each answer to stdout.\n"
                "  /reset clears the conversation (the system prompt stays); /quit or end of input ends.\n"
-               "  Only the new part of each turn's prompt is decoded: the KV cache keeps the rest.\n");
+               "  Only the new part of each turn's prompt is decoded: the KV cache keeps the rest.\n"
+               "  With --kb DIR each turn retrieves passages (for the question and the two before it),\n"
+               "  answers from them with [n] citations, or says that the knowledge base does not cover\n"
+               "  the question; /sources lists the last turn's sources.\n");
     gen_cli_usage(f);
+    rag_cli_usage(f);
 }
 
 /* One session over the lines of stdin. */
@@ -66,13 +71,17 @@ static int run(gen_cli *g) {
 }
 
 int cmd_chat(int argc, char **argv) {
-    static const struct option opts[] = {GEN_CLI_LONG, {0, 0, 0, 0}};
+    static const struct option opts[] = {GEN_CLI_LONG, RAG_CLI_LONG, {0, 0, 0, 0}};
     gen_cli g;
     gen_cli_init(&g, "chat");
+    rag_cli kb;
+    rag_cli_init(&kb, "chat");
+    bool kb_option = false;
     int c;
     optind = 1;
-    while ((c = getopt_long(argc, argv, GEN_CLI_SHORT, opts, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, GEN_CLI_SHORT RAG_CLI_SHORT, opts, NULL)) != -1) {
         int r = gen_cli_option(&g, c, optarg);
+        if (r == 0 && (r = rag_cli_option(&kb, c, optarg)) > 0) kb_option = true;
         if (r < 0) return 1;
         if (r > 0) continue;
         if (c == 'h') {
@@ -86,8 +95,11 @@ int cmd_chat(int argc, char **argv) {
         usage(stderr);
         return 1;
     }
-    int rc = gen_cli_load(&g);
-    if (rc == 0) rc = run(&g);
+    if (kb_option && !kb.kb_dir) return cli_failf("chat", "knowledge-base options need --kb DIR");
+    int rc = kb.kb_dir ? rag_cli_open(&kb, g.threads) : 0;
+    if (rc == 0) rc = gen_cli_load(&g);
+    if (rc == 0) rc = kb.kb_dir ? rag_cli_chat(&g, &kb) : run(&g);
     gen_cli_free(&g);
+    rag_cli_free(&kb);
     return rc;
 }

@@ -1,0 +1,308 @@
+/* phiforge ask --kb DIR [-m PHI3.gguf] [--lora A.gguf] [-k K] [--json] QUESTION...
+ *
+ * Retrieves passages for the question, checks that they are about it (relevance gate), then
+ *   with -m:    packs instructions, numbered sources and the question into Phi-3's context by
+ *               token budget, streams the model's answer, maps its [n] markers back to the
+ *               passages and lists cited and uncited sources (markers naming no source are
+ *               flagged);
+ *   without -m: answers extractively: the passages' sentences that match the question, each
+ *               group followed by its [n].
+ * When the gate says no, the answer is PF_RAG_NOT_COVERED and the model is not called.
+ * Exit status: 0 answered, 2 not covered by the knowledge base, 1 error. */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cli/rag_cli.h"
+
+enum { ASK_OPT_JSON = 600, ASK_OPT_MAX_CHARS, ASK_OPT_ANSWER };
+
+static void usage(FILE *f) {
+    fprintf(f, "usage: phiforge ask --kb DIR [-m MODEL.gguf] [options] QUESTION...\n"
+               "  Answers QUESTION from the knowledge base with citations [n], then lists the sources.\n"
+               "  Without -m the answer is extractive: the sentences of the best passages that match\n"
+               "  the question. When no passage is relevant it says so (exit status 2) instead of guessing.\n"
+               "      --json                one JSON object: answer, citations (doc, chunk, offsets, page,\n"
+               "                            score), invalid markers, timings\n"
+               "      --max-chars N         length of an extractive answer (default 700)\n"
+               "      --answer TEXT         with -m: do not generate; map the citations of TEXT (an answer\n"
+               "                            produced elsewhere) to the sources the prompt would number\n");
+    rag_cli_usage(f);
+    fprintf(f, "  model (optional; sampling is greedy unless --temp is given):\n");
+    gen_cli_usage(f);
+}
+
+typedef struct ask_opts {
+    bool json;
+    const char *question;
+    const char *answer; /* --answer: map this instead of generating */
+    pf_rag_extract_params xp;
+} ask_opts;
+
+/* ---- JSON ---------------------------------------------------------------------------------- */
+
+static void json_num(double v) {
+    if (isnan(v) || isinf(v)) fputs("null", stdout); else printf("%.6g", v);
+}
+
+static void json_opt(const char *s) {
+    if (s) cli_json_str(stdout, s); else fputs("null", stdout);
+}
+
+/* One source: where it is, how it ranked, whether the answer cites it. spans: extractive
+ * sentences of this source (document byte offsets). */
+static void json_source(int32_t n, const pf_search_hit *h, double coverage, int32_t count, bool truncated,
+                        const pf_rag_extract *x) {
+    printf("{\"n\":%d,\"cited\":%s,\"count\":%d,\"doc\":", n, count > 0 ? "true" : "false", count);
+    cli_json_str(stdout, h->doc_key);
+    printf(",\"doc_id\":%lld,\"chunk\":%lld,\"source\":", (long long)h->doc_id, (long long)h->chunk_id);
+    cli_json_str(stdout, h->source);
+    printf(",\"title\":");
+    json_opt(h->title);
+    printf(",\"page\":");
+    if (h->page > 0) printf("%d", h->page); else fputs("null", stdout);
+    printf(",\"heading\":");
+    json_opt(h->heading);
+    printf(",\"start_char\":%lld,\"end_char\":%lld,\"score\":", (long long)h->start_char, (long long)h->end_char);
+    json_num(h->score);
+    printf(",\"bm25_score\":");
+    json_num(h->bm25_rank > 0 ? h->bm25_score : NAN);
+    printf(",\"dense_score\":");
+    json_num(h->dense_rank > 0 ? h->dense_score : NAN);
+    printf(",\"coverage\":");
+    json_num(coverage);
+    printf(",\"truncated\":%s", truncated ? "true" : "false");
+    if (x) {
+        printf(",\"spans\":[");
+        int k = 0;
+        for (int32_t i = 0; i < x->n_sentences; i++)
+            if (x->sentences[i].source == n)
+                printf("%s{\"start_char\":%lld,\"end_char\":%lld}", k++ ? "," : "",
+                       (long long)(h->start_char + x->sentences[i].start), (long long)(h->start_char + x->sentences[i].end));
+        putchar(']');
+    }
+    putchar('}');
+}
+
+static void json_head(const rag_cli *r, const ask_opts *o, const rag_turn *t, const char *kind, const char *answer) {
+    printf("{\"question\":");
+    cli_json_str(stdout, o->question);
+    printf(",\"kind\":\"%s\",\"covered\":%s,\"answer\":", kind, strcmp(kind, "not_covered") ? "true" : "false");
+    cli_json_str(stdout, answer);
+    printf(",\"retrieval\":\"%s\",\"relevance\":{\"coverage\":", pf_search_mode_name(t->res.mode));
+    json_num(t->rel.coverage);
+    printf(",\"min_score\":");
+    json_num(r->gate.min_coverage);
+    printf(",\"cosine\":");
+    json_num(t->rel.cosine);
+    printf(",\"min_cosine\":");
+    json_num(r->gate.min_cosine);
+    printf(",\"terms\":%d}", t->rel.n_terms);
+}
+
+/* ---- the three outcomes ----------------------------------------------------------------------- */
+
+static int answer_not_covered(const rag_cli *r, const ask_opts *o, const rag_turn *t, double t0) {
+    if (o->json) {
+        json_head(r, o, t, "not_covered", PF_RAG_NOT_COVERED);
+        printf(",\"citations\":[],\"invalid_markers\":[],\"timings\":{\"retrieve_ms\":%.3f,\"total_ms\":%.3f}}\n",
+               t->retrieve_ms, 1e3 * (cli_now() - t0));
+    } else {
+        printf("%s\n", PF_RAG_NOT_COVERED);
+        rag_cli_print_refusal_reason(r, t);
+    }
+    return 2;
+}
+
+static int answer_extractive(rag_cli *r, const ask_opts *o, rag_turn *t, double t0) {
+    pf_error err = {0};
+    pf_rag_extract x;
+    if (pf_rag_extract_answer(r->kb, o->question, t->res.hits, t->n_use, &o->xp, &x, &err)) return cli_fail(r->cmd, &err);
+    if (x.n_sentences == 0) { /* the words matched only headings or titles */
+        pf_rag_extract_free(&x);
+        return answer_not_covered(r, o, t, t0);
+    }
+    int32_t *hit_of = malloc(((size_t)t->n_use + 1) * sizeof *hit_of);
+    pf_rag_citations cit;
+    if (!hit_of || pf_rag_parse_citations(x.text, strlen(x.text), t->n_use, &cit, &err)) {
+        free(hit_of);
+        pf_rag_extract_free(&x);
+        return err.code ? cli_fail(r->cmd, &err) : cli_failf(r->cmd, "out of memory");
+    }
+    for (int32_t i = 0; i < t->n_use; i++) hit_of[i] = i;
+    if (o->json) {
+        json_head(r, o, t, "extractive", x.text);
+        printf(",\"citations\":[");
+        for (int32_t i = 0; i < t->n_use; i++) {
+            if (i) putchar(',');
+            json_source(i + 1, &t->res.hits[i], t->coverage[i], cit.count[i], false, &x);
+        }
+        printf("],\"invalid_markers\":[],\"timings\":{\"retrieve_ms\":%.3f,\"total_ms\":%.3f}}\n", t->retrieve_ms,
+               1e3 * (cli_now() - t0));
+    } else {
+        printf("%s\n", x.text);
+        rag_cli_print_sources(stdout, &t->res, hit_of, t->n_use, &cit, x.text);
+    }
+    pf_rag_citations_free(&cit);
+    pf_rag_extract_free(&x);
+    free(hit_of);
+    return 0;
+}
+
+/* The one call of pf_generate for an answer. */
+static int generate_answer(gen_cli *g, const pf_rag_prompt *pr, rag_answer *ans, pf_gen_result *res, pf_error *err) {
+    pf_gen_params gp = rag_cli_gen_params(g, rag_answer_append, ans);
+    return pf_generate(g->ctx, g->tok, g->smp, pr->ids, pr->n_ids, &gp, res, err);
+}
+
+static int answer_generated(rag_cli *r, gen_cli *g, const ask_opts *o, rag_turn *t, double t0) {
+    pf_error err = {0};
+    if (gen_cli_load(g)) return 1;
+    int64_t n_ctx = pf_context_n_ctx(g->ctx);
+    int64_t reserve = g->n_predict > 0 ? g->n_predict : (n_ctx / 4 < 512 ? n_ctx / 4 : 512);
+    pf_rag_prompt_params pp = pf_rag_prompt_default_params();
+    pp.instructions = g->system;
+    pp.max_tokens = n_ctx - reserve;
+    pf_rag_prompt pr;
+    double tp = cli_now();
+    if (pf_rag_build_prompt(g->tok, &g->fmt, o->question, t->res.hits, t->n_use, &pp, &pr, &err))
+        return cli_fail(r->cmd, &err);
+    double pack_ms = 1e3 * (cli_now() - tp);
+    if (r->show_prompt) fprintf(stderr, "---- system ----\n%s\n---- user ----\n%s\n---- (%lld tokens, %d sources, %d left out) ----\n",
+                                pr.system, pr.user, (long long)pr.n_ids, pr.n_sources, pr.n_dropped);
+    int32_t *hit_of = malloc(((size_t)pr.n_sources + 1) * sizeof *hit_of);
+    /* room for the whole answer up front: the token loop does not allocate */
+    rag_answer ans = {.s = malloc((size_t)(n_ctx * 8 + 1)), .n = 0, .cap = (size_t)(n_ctx * 8 + 1), .echo = !o->json};
+    int rc = 0;
+    if (!hit_of || !ans.s) {
+        rc = cli_failf(r->cmd, "out of memory");
+        goto done;
+    }
+    ans.s[0] = '\0';
+    for (int32_t i = 0; i < pr.n_sources; i++) hit_of[i] = pr.sources[i].hit;
+    pf_gen_result gr = {.stop = PF_STOP_NONE};
+    if (o->answer) {
+        ans.echo = false;
+        if (rag_answer_append(&ans, o->answer, strlen(o->answer))) {
+            rc = cli_failf(r->cmd, "out of memory");
+            goto done;
+        }
+        if (!o->json) fputs(o->answer, stdout);
+    } else if (generate_answer(g, &pr, &ans, &gr, &err)) {
+        rc = cli_fail(r->cmd, &err);
+        goto done;
+    }
+    pf_rag_citations cit;
+    if (pf_rag_parse_citations(ans.s, ans.n, pr.n_sources, &cit, &err)) {
+        rc = cli_fail(r->cmd, &err);
+        goto done;
+    }
+    if (o->json) {
+        json_head(r, o, t, "generated", ans.s);
+        printf(",\"citations\":[");
+        for (int32_t i = 0; i < pr.n_sources; i++) {
+            if (i) putchar(',');
+            json_source(i + 1, &t->res.hits[hit_of[i]], t->coverage[hit_of[i]], cit.count[i], pr.sources[i].truncated, NULL);
+        }
+        printf("],\"invalid_markers\":[");
+        int k = 0;
+        for (int64_t i = 0; i < cit.n_markers; i++) {
+            const pf_rag_marker *m = &cit.markers[i];
+            if (m->valid) continue;
+            char mk[64];
+            snprintf(mk, sizeof mk, "%.*s", (int)(m->end - m->start < 60 ? m->end - m->start : 60), ans.s + m->start);
+            printf("%s{\"marker\":", k++ ? "," : "");
+            cli_json_str(stdout, mk);
+            printf(",\"n\":%d,\"offset\":%lld}", m->source, (long long)m->start);
+        }
+        printf("],\"left_out\":%d,\"stop\":\"%s\",\"timings\":{\"retrieve_ms\":%.3f,\"pack_ms\":%.3f,\"prompt_tokens\":%lld,"
+               "\"prompt_ms\":%.3f,\"gen_tokens\":%lld,\"gen_ms\":%.3f,\"total_ms\":%.3f}}\n",
+               t->n_use - pr.n_sources, pf_stop_reason_str(gr.stop), t->retrieve_ms, pack_ms, (long long)gr.n_prompt, gr.prompt_ms,
+               (long long)gr.n_gen, gr.gen_ms, 1e3 * (cli_now() - t0));
+    } else {
+        putchar('\n');
+        rag_cli_print_sources(stdout, &t->res, hit_of, pr.n_sources, &cit, ans.s);
+        fflush(stdout);
+        fprintf(stderr, "retrieval: %d passages in %.1f ms (%s), %d in the prompt\n", t->n_use, t->retrieve_ms,
+                pf_search_mode_name(t->res.mode), pr.n_sources);
+        if (!o->answer) gen_cli_timings(g, &gr);
+    }
+    pf_rag_citations_free(&cit);
+done:
+    free(ans.s);
+    free(hit_of);
+    pf_rag_prompt_free(&pr);
+    return rc;
+}
+
+/* ---- command ----------------------------------------------------------------------------------- */
+
+static char *join_args(int argc, char **argv) {
+    size_t n = 1;
+    for (int i = 0; i < argc; i++) n += strlen(argv[i]) + 1;
+    char *s = malloc(n);
+    if (!s) return NULL;
+    s[0] = '\0';
+    for (int i = 0; i < argc; i++) {
+        if (i) strcat(s, " ");
+        strcat(s, argv[i]);
+    }
+    return s;
+}
+
+int cmd_ask(int argc, char **argv) {
+    static const struct option opts[] = {GEN_CLI_LONG, RAG_CLI_LONG,
+                                         {"json", no_argument, 0, ASK_OPT_JSON},
+                                         {"max-chars", required_argument, 0, ASK_OPT_MAX_CHARS},
+                                         {"answer", required_argument, 0, ASK_OPT_ANSWER},
+                                         {0, 0, 0, 0}};
+    gen_cli g;
+    gen_cli_init(&g, "ask");
+    g.sp.temperature = 0; /* answers from sources: reproducible unless asked otherwise */
+    rag_cli r;
+    rag_cli_init(&r, "ask");
+    ask_opts o = {.xp = pf_rag_extract_default_params()};
+    int c;
+    optind = 1;
+    while ((c = getopt_long(argc, argv, GEN_CLI_SHORT RAG_CLI_SHORT, opts, NULL)) != -1) {
+        int k = gen_cli_option(&g, c, optarg);
+        if (k == 0) k = rag_cli_option(&r, c, optarg);
+        if (k < 0) return 1;
+        if (k > 0) continue;
+        switch (c) {
+        case ASK_OPT_JSON: o.json = true; break;
+        case ASK_OPT_ANSWER: o.answer = optarg; break;
+        case ASK_OPT_MAX_CHARS: {
+            char *end;
+            long v = strtol(optarg, &end, 10);
+            if (*end || end == optarg || v < 1 || v > 1000000) return cli_failf("ask", "bad --max-chars '%s'", optarg);
+            o.xp.max_chars = (int32_t)v;
+            break;
+        }
+        case 'h': usage(stdout); return 0;
+        default: usage(stderr); return 1;
+        }
+    }
+    if (!r.kb_dir) { usage(stderr); return cli_failf("ask", "--kb DIR is required"); }
+    if (optind >= argc) { usage(stderr); return cli_failf("ask", "a QUESTION is required"); }
+    if (!g.model && (g.n_lora || g.system || o.answer))
+        return cli_failf("ask", "--lora, --system and --answer need a model (-m)");
+    char *q = join_args(argc - optind, argv + optind);
+    if (!q) return cli_failf("ask", "out of memory");
+    o.question = q;
+    double t0 = cli_now();
+    int rc = rag_cli_open(&r, g.threads);
+    rag_turn t = {0};
+    pf_error err = {0};
+    if (!rc && rag_cli_retrieve(&r, q, q, &t, &err)) rc = cli_fail("ask", &err);
+    if (!rc) {
+        if (!t.rel.relevant) rc = answer_not_covered(&r, &o, &t, t0);
+        else if (!g.model) rc = answer_extractive(&r, &o, &t, t0);
+        else rc = answer_generated(&r, &g, &o, &t, t0);
+    }
+    rag_turn_free(&t);
+    rag_cli_free(&r);
+    gen_cli_free(&g);
+    free(q);
+    return rc;
+}
