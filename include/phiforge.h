@@ -1663,6 +1663,103 @@ void pf_rag_extract_free(pf_rag_extract *x);
 int64_t pf_rag_split_sentences(const char *text, size_t len, int64_t *spans, int64_t cap);
 
 
+
+/* ---- Answers: the whole pipeline as one call (src/rag/rag_answer.c) ----------------------- */
+/* Retrieval + gate (pf_rag_retrieve), then pf_rag_answer_retrieved: refused when the gate says
+ * no; without a model an extractive answer (refused when no sentence matched); with a model the
+ * packed prompt is generated from and the answer's [n] markers are mapped to the sources; with
+ * retrieve = false the question alone goes to the model in the chat template ("closed book":
+ * what the model knows by itself, with or without a LoRA). `phiforge ask` and `eval` use it. */
+
+/* One retrieval: hits, gate verdict, each hit's coverage. Hits that share no content word with
+ * the question and were not found by meaning (dense) only distract a small model: they are moved
+ * behind the others (stable), and only hits[0..n_use) are used. ranked[0..res.n) keeps the doc
+ * keys in the retriever's rank order (borrowed from res; for recall@k). */
+typedef struct pf_rag_retrieval {
+    pf_search_results res;
+    int32_t n_use;
+    pf_rag_relevance rel;
+    double *coverage;              /* res.n entries, in the partitioned order                   */
+    const char **ranked;
+    double retrieve_ms;
+} pf_rag_retrieval;
+
+/* query is searched for; gate_query (the question; may equal query) is what the gate judges. */
+int pf_rag_retrieve(pf_kb *kb, pf_retriever *r, const char *query, const char *gate_query, const pf_search_params *sp,
+                    const pf_rag_gate_params *gate, pf_rag_retrieval *out, pf_error *err);
+void pf_rag_retrieval_free(pf_rag_retrieval *t);
+
+/* A loaded chat model (borrowed handles; the LoRA adapters are whatever the context has set). */
+typedef struct pf_rag_model {
+    pf_context *ctx;
+    const pf_tokenizer *tok;
+    pf_sampler *smp;
+    pf_chat_format fmt;
+} pf_rag_model;
+
+typedef struct pf_rag_answer_params {
+    pf_search_params search;
+    pf_rag_gate_params gate;
+    pf_rag_extract_params extract;
+    bool retrieve;                 /* false: closed book (needs a model; no KB is read)         */
+    const char *instructions;      /* system text; NULL: pf_rag_default_instructions() (RAG) or */
+                                   /* pf_rag_closed_book_instructions()                          */
+    int64_t max_tokens;            /* answer tokens; <= 0: until EOG (the prompt then leaves    */
+                                   /* min(n_ctx / 4, 512) tokens of room)                        */
+    const char *const *stop;       /* stop strings of the generation                             */
+    int n_stop;
+    pf_text_fn on_text;            /* streams the generated answer; may be NULL                  */
+    void *user;
+    /* called with the packed prompt before generation (--show-prompt); may be NULL */
+    void (*on_prompt)(void *user, const pf_rag_prompt *pr);
+    const char *given_answer;      /* with a model: do not generate, map this text's citations   */
+} pf_rag_answer_params;
+
+typedef enum pf_rag_answer_kind {
+    PF_RAG_ANSWER_NOT_COVERED = 0, /* refused: text is PF_RAG_NOT_COVERED                        */
+    PF_RAG_ANSWER_EXTRACTIVE = 1,
+    PF_RAG_ANSWER_GENERATED = 2,   /* from the packed sources                                    */
+    PF_RAG_ANSWER_CLOSED_BOOK = 3, /* the question alone                                         */
+} pf_rag_answer_kind;
+
+typedef struct pf_rag_answer_source {
+    int32_t hit;                   /* index into retrieval.res.hits                              */
+    const char *doc_key;           /* borrowed from the hit                                      */
+    int32_t n_cited;               /* valid markers naming it                                    */
+    bool truncated;                /* cut to fit the prompt                                      */
+} pf_rag_answer_source;
+
+typedef struct pf_rag_answer {
+    pf_rag_answer_kind kind;
+    bool refused;
+    char *text;                    /* the answer with its [n] markers                            */
+    pf_rag_retrieval retrieval;    /* empty in closed-book mode                                  */
+    pf_rag_answer_source *sources; /* source n (1-based) is sources[n - 1]                       */
+    int32_t n_sources;
+    int32_t n_dropped;             /* usable hits left out of the prompt for lack of room        */
+    pf_rag_citations cit;          /* markers of text (over n_sources)                           */
+    pf_rag_extract extract;        /* the extractive answer's sentences (kind EXTRACTIVE)        */
+    pf_stop_reason stop;
+    int64_t n_prompt, n_gen;       /* tokens decoded for the prompt, tokens generated            */
+    double pack_ms, prompt_ms, gen_ms, total_ms;
+} pf_rag_answer;
+
+const char *pf_rag_closed_book_instructions(void);
+/* search/gate/extract defaults, retrieve true, until EOG, nothing streamed. */
+pf_rag_answer_params pf_rag_answer_default_params(void);
+/* The generation parameters of an answer (the single place they are set; chat --kb uses it too). */
+pf_gen_params pf_rag_gen_params(int64_t max_tokens, const char *const *stop, int n_stop, pf_text_fn on_text, void *user);
+/* model may be NULL (extractive). kb and r may be NULL when p->retrieve is false. */
+int pf_rag_answer_question(pf_kb *kb, pf_retriever *r, const pf_rag_model *model, const char *question,
+                           const pf_rag_answer_params *p, pf_rag_answer *out, pf_error *err);
+/* The second half, for a caller that retrieved already (and loads its model only when the gate
+ * says yes): takes ownership of *t (zeroed) whatever the outcome. */
+int pf_rag_answer_retrieved(pf_kb *kb, pf_rag_retrieval *t, const pf_rag_model *model, const char *question,
+                            const pf_rag_answer_params *p, pf_rag_answer *out, pf_error *err);
+void pf_rag_answer_free(pf_rag_answer *a);
+/* The answer without its citation markers (for answer metrics): malloc'd, NULL on no memory. */
+char *pf_rag_strip_markers(const char *text, const pf_rag_citations *cit);
+
 #ifdef __cplusplus
 }
 #endif

@@ -114,124 +114,100 @@ static int answer_not_covered(const rag_cli *r, const ask_opts *o, const rag_tur
     return 2;
 }
 
-static int answer_extractive(rag_cli *r, const ask_opts *o, rag_turn *t, double t0) {
-    pf_error err = {0};
-    pf_rag_extract x;
-    if (pf_rag_extract_answer(r->kb, o->question, t->res.hits, t->n_use, &o->xp, &x, &err)) return cli_fail(r->cmd, &err);
-    if (x.n_sentences == 0) { /* the words matched only headings or titles */
-        pf_rag_extract_free(&x);
-        return answer_not_covered(r, o, t, t0);
-    }
-    int32_t *hit_of = malloc(((size_t)t->n_use + 1) * sizeof *hit_of);
-    pf_rag_citations cit;
-    if (!hit_of || pf_rag_parse_citations(x.text, strlen(x.text), t->n_use, &cit, &err)) {
-        free(hit_of);
-        pf_rag_extract_free(&x);
-        return err.code ? cli_fail(r->cmd, &err) : cli_failf(r->cmd, "out of memory");
-    }
-    for (int32_t i = 0; i < t->n_use; i++) hit_of[i] = i;
+static void print_extractive(const rag_cli *r, const ask_opts *o, const pf_rag_answer *a, const int32_t *hit_of, double t0) {
+    const rag_turn *t = &a->retrieval;
     if (o->json) {
-        json_head(r, o, t, "extractive", x.text);
+        json_head(r, o, t, "extractive", a->text);
         printf(",\"citations\":[");
-        for (int32_t i = 0; i < t->n_use; i++) {
+        for (int32_t i = 0; i < a->n_sources; i++) {
             if (i) putchar(',');
-            json_source(i + 1, &t->res.hits[i], t->coverage[i], cit.count[i], false, &x);
+            json_source(i + 1, &t->res.hits[i], t->coverage[i], a->cit.count[i], false, &a->extract);
         }
         printf("],\"invalid_markers\":[],\"timings\":{\"retrieve_ms\":%.3f,\"total_ms\":%.3f}}\n", t->retrieve_ms,
                1e3 * (cli_now() - t0));
     } else {
-        printf("%s\n", x.text);
-        rag_cli_print_sources(stdout, &t->res, hit_of, t->n_use, &cit, x.text);
+        printf("%s\n", a->text);
+        rag_cli_print_sources(stdout, &t->res, hit_of, a->n_sources, &a->cit, a->text);
     }
-    pf_rag_citations_free(&cit);
-    pf_rag_extract_free(&x);
-    free(hit_of);
-    return 0;
 }
 
-/* The one call of pf_generate for an answer. */
-static int generate_answer(gen_cli *g, const pf_rag_prompt *pr, rag_answer *ans, pf_gen_result *res, pf_error *err) {
-    pf_gen_params gp = rag_cli_gen_params(g, rag_answer_append, ans);
-    return pf_generate(g->ctx, g->tok, g->smp, pr->ids, pr->n_ids, &gp, res, err);
-}
-
-static int answer_generated(rag_cli *r, gen_cli *g, const ask_opts *o, rag_turn *t, double t0) {
-    pf_error err = {0};
-    if (gen_cli_load(g)) return 1;
-    int64_t n_ctx = pf_context_n_ctx(g->ctx);
-    int64_t reserve = g->n_predict > 0 ? g->n_predict : (n_ctx / 4 < 512 ? n_ctx / 4 : 512);
-    pf_rag_prompt_params pp = pf_rag_prompt_default_params();
-    pp.instructions = g->system;
-    pp.max_tokens = n_ctx - reserve;
-    pf_rag_prompt pr;
-    double tp = cli_now();
-    if (pf_rag_build_prompt(g->tok, &g->fmt, o->question, t->res.hits, t->n_use, &pp, &pr, &err))
-        return cli_fail(r->cmd, &err);
-    double pack_ms = 1e3 * (cli_now() - tp);
-    if (r->show_prompt) fprintf(stderr, "---- system ----\n%s\n---- user ----\n%s\n---- (%lld tokens, %d sources, %d left out) ----\n",
-                                pr.system, pr.user, (long long)pr.n_ids, pr.n_sources, pr.n_dropped);
-    int32_t *hit_of = malloc(((size_t)pr.n_sources + 1) * sizeof *hit_of);
-    /* room for the whole answer up front: the token loop does not allocate */
-    rag_answer ans = {.s = malloc((size_t)(n_ctx * 8 + 1)), .n = 0, .cap = (size_t)(n_ctx * 8 + 1), .echo = !o->json};
-    int rc = 0;
-    if (!hit_of || !ans.s) {
-        rc = cli_failf(r->cmd, "out of memory");
-        goto done;
-    }
-    ans.s[0] = '\0';
-    for (int32_t i = 0; i < pr.n_sources; i++) hit_of[i] = pr.sources[i].hit;
-    pf_gen_result gr = {.stop = PF_STOP_NONE};
-    if (o->answer) {
-        ans.echo = false;
-        if (rag_answer_append(&ans, o->answer, strlen(o->answer))) {
-            rc = cli_failf(r->cmd, "out of memory");
-            goto done;
-        }
-        if (!o->json) fputs(o->answer, stdout);
-    } else if (generate_answer(g, &pr, &ans, &gr, &err)) {
-        rc = cli_fail(r->cmd, &err);
-        goto done;
-    }
-    pf_rag_citations cit;
-    if (pf_rag_parse_citations(ans.s, ans.n, pr.n_sources, &cit, &err)) {
-        rc = cli_fail(r->cmd, &err);
-        goto done;
-    }
+static void print_generated(const rag_cli *r, const gen_cli *g, const ask_opts *o, const pf_rag_answer *a,
+                            const int32_t *hit_of, double t0) {
+    const rag_turn *t = &a->retrieval;
+    const pf_rag_citations *cit = &a->cit;
     if (o->json) {
-        json_head(r, o, t, "generated", ans.s);
+        json_head(r, o, t, "generated", a->text);
         printf(",\"citations\":[");
-        for (int32_t i = 0; i < pr.n_sources; i++) {
+        for (int32_t i = 0; i < a->n_sources; i++) {
             if (i) putchar(',');
-            json_source(i + 1, &t->res.hits[hit_of[i]], t->coverage[hit_of[i]], cit.count[i], pr.sources[i].truncated, NULL);
+            json_source(i + 1, &t->res.hits[hit_of[i]], t->coverage[hit_of[i]], cit->count[i], a->sources[i].truncated, NULL);
         }
         printf("],\"invalid_markers\":[");
         int k = 0;
-        for (int64_t i = 0; i < cit.n_markers; i++) {
-            const pf_rag_marker *m = &cit.markers[i];
+        for (int64_t i = 0; i < cit->n_markers; i++) {
+            const pf_rag_marker *m = &cit->markers[i];
             if (m->valid) continue;
             char mk[64];
-            snprintf(mk, sizeof mk, "%.*s", (int)(m->end - m->start < 60 ? m->end - m->start : 60), ans.s + m->start);
+            snprintf(mk, sizeof mk, "%.*s", (int)(m->end - m->start < 60 ? m->end - m->start : 60), a->text + m->start);
             printf("%s{\"marker\":", k++ ? "," : "");
             cli_json_str(stdout, mk);
             printf(",\"n\":%d,\"offset\":%lld}", m->source, (long long)m->start);
         }
         printf("],\"left_out\":%d,\"stop\":\"%s\",\"timings\":{\"retrieve_ms\":%.3f,\"pack_ms\":%.3f,\"prompt_tokens\":%lld,"
                "\"prompt_ms\":%.3f,\"gen_tokens\":%lld,\"gen_ms\":%.3f,\"total_ms\":%.3f}}\n",
-               t->n_use - pr.n_sources, pf_stop_reason_str(gr.stop), t->retrieve_ms, pack_ms, (long long)gr.n_prompt, gr.prompt_ms,
-               (long long)gr.n_gen, gr.gen_ms, 1e3 * (cli_now() - t0));
+               a->n_dropped, pf_stop_reason_str(a->stop), t->retrieve_ms, a->pack_ms, (long long)a->n_prompt, a->prompt_ms,
+               (long long)a->n_gen, a->gen_ms, 1e3 * (cli_now() - t0));
     } else {
         putchar('\n');
-        rag_cli_print_sources(stdout, &t->res, hit_of, pr.n_sources, &cit, ans.s);
+        rag_cli_print_sources(stdout, &t->res, hit_of, a->n_sources, cit, a->text);
         fflush(stdout);
         fprintf(stderr, "retrieval: %d passages in %.1f ms (%s), %d in the prompt\n", t->n_use, t->retrieve_ms,
-                pf_search_mode_name(t->res.mode), pr.n_sources);
+                pf_search_mode_name(t->res.mode), a->n_sources);
+        pf_gen_result gr = {.stop = a->stop, .n_prompt = a->n_prompt, .n_gen = a->n_gen, .prompt_ms = a->prompt_ms, .gen_ms = a->gen_ms};
         if (!o->answer) gen_cli_timings(g, &gr);
     }
-    pf_rag_citations_free(&cit);
-done:
-    free(ans.s);
+}
+
+static void show_prompt(void *user, const pf_rag_prompt *pr) {
+    (void)user;
+    fprintf(stderr, "---- system ----\n%s\n---- user ----\n%s\n---- (%lld tokens, %d sources, %d left out) ----\n", pr->system,
+            pr->user, (long long)pr->n_ids, pr->n_sources, pr->n_dropped);
+}
+
+/* After retrieval: loads the model only when the gate said yes, answers through the library
+ * (pf_rag_answer_retrieved) and prints the outcome. */
+static int answer(rag_cli *r, gen_cli *g, const ask_opts *o, rag_turn *t, double t0) {
+    if (!t->rel.relevant) return answer_not_covered(r, o, t, t0);
+    pf_error err = {0};
+    pf_rag_model model = {0};
+    if (g->model) {
+        if (gen_cli_load(g)) return 1;
+        model = (pf_rag_model){.ctx = g->ctx, .tok = g->tok, .smp = g->smp, .fmt = g->fmt};
+    }
+    pf_rag_answer_params p = pf_rag_answer_default_params();
+    p.extract = o->xp;
+    p.instructions = g->system;
+    p.max_tokens = g->n_predict;
+    p.stop = g->stop, p.n_stop = g->n_stop;
+    p.on_text = o->json ? NULL : gen_cli_print;
+    p.on_prompt = r->show_prompt ? show_prompt : NULL;
+    p.given_answer = o->answer;
+    pf_rag_answer a;
+    if (pf_rag_answer_retrieved(r->kb, t, g->model ? &model : NULL, o->question, &p, &a, &err)) {
+        pf_rag_answer_free(&a);
+        return cli_fail(r->cmd, &err);
+    }
+    int rc = 0;
+    int32_t *hit_of = malloc(((size_t)a.n_sources + 1) * sizeof *hit_of);
+    if (!hit_of) rc = cli_failf(r->cmd, "out of memory");
+    else {
+        for (int32_t i = 0; i < a.n_sources; i++) hit_of[i] = a.sources[i].hit;
+        if (a.kind == PF_RAG_ANSWER_NOT_COVERED) rc = answer_not_covered(r, o, &a.retrieval, t0);
+        else if (a.kind == PF_RAG_ANSWER_EXTRACTIVE) print_extractive(r, o, &a, hit_of, t0);
+        else print_generated(r, g, o, &a, hit_of, t0);
+    }
     free(hit_of);
-    pf_rag_prompt_free(&pr);
+    pf_rag_answer_free(&a);
     return rc;
 }
 
@@ -295,11 +271,7 @@ int cmd_ask(int argc, char **argv) {
     rag_turn t = {0};
     pf_error err = {0};
     if (!rc && rag_cli_retrieve(&r, q, q, &t, &err)) rc = cli_fail("ask", &err);
-    if (!rc) {
-        if (!t.rel.relevant) rc = answer_not_covered(&r, &o, &t, t0);
-        else if (!g.model) rc = answer_extractive(&r, &o, &t, t0);
-        else rc = answer_generated(&r, &g, &o, &t, t0);
-    }
+    if (!rc) rc = answer(&r, &g, &o, &t, t0);
     rag_turn_free(&t);
     rag_cli_free(&r);
     gen_cli_free(&g);

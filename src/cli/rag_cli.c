@@ -105,40 +105,15 @@ void rag_cli_free(rag_cli *r) {
 }
 
 int rag_cli_retrieve(rag_cli *r, const char *query, const char *gate_query, rag_turn *t, pf_error *err) {
-    memset(t, 0, sizeof *t);
-    double t0 = cli_now();
-    int rc = pf_retriever_search(r->r, query, &r->sp, &t->res, err);
-    if (rc) return rc;
-    t->retrieve_ms = 1e3 * (cli_now() - t0);
-    t->coverage = calloc((size_t)t->res.n + 1, sizeof *t->coverage);
-    if (!t->coverage) return pf_error_set(err, PF_ERR_NOMEM, "out of memory");
-    rc = pf_rag_relevance_check(r->kb, gate_query, t->res.hits, t->res.n, &r->gate, &t->rel, t->coverage, err);
-    if (rc) return rc;
-    /* stable partition: useful hits first (rel.best is not used after this point) */
-    for (int32_t i = 0; i < t->res.n; i++) {
-        if (!(t->coverage[i] > 0 || t->res.hits[i].dense_rank > 0)) continue;
-        pf_search_hit h = t->res.hits[i];
-        double c = t->coverage[i];
-        for (int32_t j = i; j > t->n_use; j--) t->res.hits[j] = t->res.hits[j - 1], t->coverage[j] = t->coverage[j - 1];
-        t->res.hits[t->n_use] = h, t->coverage[t->n_use++] = c;
-    }
-    return PF_OK;
+    return pf_rag_retrieve(r->kb, r->r, query, gate_query, &r->sp, &r->gate, t, err);
 }
 
-void rag_turn_free(rag_turn *t) {
-    pf_search_results_free(&t->res);
-    free(t->coverage);
-    memset(t, 0, sizeof *t);
-}
+void rag_turn_free(rag_turn *t) { pf_rag_retrieval_free(t); }
 
-/* The single place where an answer's generation parameters are set (ask and chat --kb): the
- * lead can switch on prompt-lookup decoding / the prefix cache here. */
+/* An answer's generation parameters come from pf_rag_gen_params (src/rag/rag_answer.c), the single
+ * place where they are set (ask, eval and chat --kb): prompt-lookup decoding / the prefix cache go there. */
 pf_gen_params rag_cli_gen_params(const gen_cli *g, pf_text_fn on_text, void *user) {
-    pf_gen_params gp = pf_gen_default_params();
-    gp.max_tokens = g->n_predict;
-    gp.stop = g->stop, gp.n_stop = g->n_stop;
-    gp.on_text = on_text, gp.user = user;
-    return gp;
+    return pf_rag_gen_params(g->n_predict, g->stop, g->n_stop, on_text, user);
 }
 
 void rag_cli_label(const pf_search_hit *h, char *buf, size_t cap) {
@@ -186,20 +161,4 @@ void rag_cli_print_refusal_reason(const rag_cli *r, const rag_turn *t) {
     else
         fprintf(stderr, "(%s: the best passage holds %.0f%% of the question's content words by weight; --min-score %.2f needs %.0f%%)\n",
                 r->cmd, 100 * t->rel.coverage, r->gate.min_coverage, 100 * r->gate.min_coverage);
-}
-
-int rag_answer_append(void *user, const char *text, size_t len) {
-    rag_answer *a = user;
-    if (a->n + len + 1 > a->cap) {
-        size_t cap = a->cap ? a->cap : 1024;
-        while (cap < a->n + len + 1) cap *= 2;
-        char *s = realloc(a->s, cap);
-        if (!s) return 1;
-        a->s = s, a->cap = cap;
-    }
-    memcpy(a->s + a->n, text, len);
-    a->n += len;
-    a->s[a->n] = '\0';
-    if (a->echo) return gen_cli_print(NULL, text, len);
-    return 0;
 }

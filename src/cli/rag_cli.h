@@ -27,16 +27,9 @@ typedef struct rag_cli {
     pf_retriever *r;
 } rag_cli;
 
-/* One retrieval: the hits, the gate's verdict and each hit's coverage. The hits that share no
- * content word with the question and were not found by meaning (dense) only distract a small
- * model: they are moved behind the others, and only hits[0..n_use) are used. */
-typedef struct rag_turn {
-    pf_search_results res;
-    int32_t n_use;
-    pf_rag_relevance rel;
-    double *coverage;
-    double retrieve_ms;
-} rag_turn;
+/* One retrieval (pf_rag_retrieve): the hits, the gate's verdict and each hit's coverage; only
+ * hits[0..n_use) are used. */
+typedef pf_rag_retrieval rag_turn;
 
 void rag_cli_init(rag_cli *r, const char *cmd);
 /* 1 handled, 0 not a RAG option, -1 bad value (reported). */
@@ -65,12 +58,5 @@ void rag_cli_print_refusal_reason(const rag_cli *r, const rag_turn *t);
 /* The chat --kb session over stdin (src/cli/chat_kb.c); 0, or 1 after reporting. */
 int rag_cli_chat(gen_cli *g, rag_cli *r);
 
-/* A growable answer buffer, filled by a pf_text_fn; echo: also write to stdout as it streams. */
-typedef struct rag_answer {
-    char *s;
-    size_t n, cap;
-    bool echo;
-} rag_answer;
-int rag_answer_append(void *user, const char *text, size_t len);
 
 #endif
