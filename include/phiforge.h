@@ -1760,6 +1760,83 @@ void pf_rag_answer_free(pf_rag_answer *a);
 /* The answer without its citation markers (for answer metrics): malloc'd, NULL on no memory. */
 char *pf_rag_strip_markers(const char *text, const pf_rag_citations *cit);
 
+/* ------------------------------------------------------------------------------------------ */
+/* Evaluation: RAG, fine-tuning, or both? (src/eval/qa_file.c, src/eval/eval_run.c)            */
+/* ------------------------------------------------------------------------------------------ */
+/* A Q&A file is JSONL, one object per line (blank lines skipped):
+ *   {"id": "q001", "question": "...", "answer": "reference answer", "source": "docs/x.md" | null,
+ *    "page": 3 | null, "type": "fact" | ... | "unanswerable"}
+ * question and answer are required strings; id (default: the line number), source, page and type
+ * are optional. type "unanswerable" marks a question the documents do not answer (its reference
+ * answer is taken to be "not covered"). source names the gold document as a path; it matches a
+ * KB document whose doc_key ends with it at a path boundary ("docs/x.md" matches
+ * "/home/u/pack/docs/x.md"), since the KB stores paths as given at ingest.
+ *
+ * Metrics of one mode over the questions (each a mean; NAN where the denominator is empty or the
+ * mode cannot have it):
+ *   exact_match, f1   SQuAD v1.1 (pf_answer_exact_match / pf_answer_f1) of the answer without
+ *                     its [n] markers against the reference, over ALL questions. A refusal counts
+ *                     as the answer "not covered": right on an unanswerable question, (nearly
+ *                     always) 0 on an answerable one.
+ *   citation_acc      answerable questions with a source: the gold document is among the cited
+ *                     sources (refusals cite nothing). Modes with retrieval only.
+ *   recall_at_k       answerable questions with a source: the gold document is among the k
+ *                     passages retrieved. Modes with retrieval only.
+ *   refusal_acc       unanswerable questions that were refused.
+ *   false_refusal     answerable questions that were refused.
+ * A generated answer counts as a refusal when it contains the fixed PF_RAG_NOT_COVERED sentence
+ * (normalized) or normalizes to "not covered". tokens_per_s = generated tokens / generation time
+ * (NAN for extractive answers). */
+typedef struct pf_qa_item {
+    char *id, *question, *answer;
+    char *source;                  /* NULL when none                                             */
+    int32_t page;                  /* 0 when none                                                */
+    bool unanswerable;
+    int64_t line;                  /* 1-based line in the file                                    */
+} pf_qa_item;
+
+typedef struct pf_qa_set {
+    pf_qa_item *items;
+    int64_t n;
+} pf_qa_set;
+
+/* PF_ERR_FORMAT "FILE:LINE: field 'question': ..." for a bad line. */
+int pf_qa_load(const char *path, pf_qa_set *out, pf_error *err);
+void pf_qa_free(pf_qa_set *s);
+/* doc_key ends with source at a path boundary (or equals it); a leading "./" of source ignored. */
+bool pf_eval_doc_matches(const char *doc_key, const char *source);
+
+typedef struct pf_eval_item {      /* one question's outcome */
+    bool refused, exact;
+    double f1;
+    bool cited_gold, retrieved_gold; /* meaningful when the question has a source and mode retrieves */
+    int64_t n_gen;
+    double gen_ms, total_ms;
+} pf_eval_item;
+
+typedef struct pf_eval_scores {
+    int64_t n, n_answerable, n_unanswerable, n_sourced; /* n_sourced: answerable with a source  */
+    double exact_match, f1, citation_acc, recall_at_k, refusal_acc, false_refusal, tokens_per_s;
+    int64_t n_gen_tokens;
+    double gen_ms, total_ms;
+    /* running sums (pf_eval_scores_add); pf_eval_scores_finish turns them into the means above */
+    int64_t s_exact, s_cited, s_retrieved, s_refused_unans, s_refused_ans;
+    double s_f1;
+} pf_eval_scores;
+
+/* Scores answer a (from pf_rag_answer_question) against q. retrieve: the mode retrieved. */
+int pf_eval_score(const pf_qa_item *q, const pf_rag_answer *a, bool retrieve, pf_eval_item *out, pf_error *err);
+void pf_eval_scores_add(pf_eval_scores *s, const pf_qa_item *q, const pf_eval_item *it);
+void pf_eval_scores_finish(pf_eval_scores *s, bool retrieve, bool generated);
+
+/* Called after each question (i of n); non-zero stops the run (PF_ERR_ARG "stopped"). */
+typedef int (*pf_eval_item_fn)(void *user, int64_t i, int64_t n, const pf_qa_item *q, const pf_rag_answer *a,
+                               const pf_eval_item *it);
+/* Answers qa->items[0..n) with pf_rag_answer_question (p->retrieve chooses RAG or closed book;
+ * model NULL: extractive) and fills *out. */
+int pf_eval_run(pf_kb *kb, pf_retriever *r, const pf_rag_model *model, const pf_qa_set *qa, int64_t n,
+                const pf_rag_answer_params *p, pf_eval_item_fn on_item, void *user, pf_eval_scores *out, pf_error *err);
+
 #ifdef __cplusplus
 }
 #endif
