@@ -33,7 +33,7 @@ CLI_OBJ  := $(CLI_SRC:%.c=$(OBJDIR)/%.o)
 TEST_BIN := $(TEST_SRC:tests/%.c=build/tests/%)
 TEST_UTIL_OBJ := $(TEST_UTIL:%.c=$(OBJDIR)/%.o)
 
-.PHONY: all test bench fuzz fuzz-run fuzz-run-extract fuzz-run-data clean
+.PHONY: all test demo bench fuzz fuzz-run fuzz-run-extract fuzz-run-data clean
 .SECONDARY:
 all: build/libphiforge.a build/phiforge
 
@@ -66,6 +66,11 @@ build/tests/%: $(OBJDIR)/tests/%.o $(TEST_UTIL_OBJ) build/libphiforge.a
 
 test: all $(TEST_BIN)
 	@bash tests/run.sh $(TEST_BIN)
+
+# The main job end to end on the industry pack (examples/pumps): ingest, ask with citations,
+# fine-tune a LoRA, eval table. Uses pulled models when present, offline fallbacks otherwise.
+demo: all
+	./build/phiforge demo
 
 # Benchmarks (minutes; not part of the tests): kernels vs memory bandwidth, HNSW vs hnswlib,
 # ingestion MB/s and chunks/s, search latency at 100k chunks.
