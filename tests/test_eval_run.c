@@ -338,6 +338,8 @@ static void test_run(pf_test *t, const char *kbdir, const char *dir) {
     CHECK(t, run(cmd, out, sizeof out) == 1 && strstr(out, "need a model"), "base without -m: %s", out);
     snprintf(cmd, sizeof cmd, BIN " eval --kb %s --qa %s -m " TINY " --modes lora 2>&1", kbdir, qa_path);
     CHECK(t, run(cmd, out, sizeof out) == 1 && strstr(out, "--lora"), "lora without adapter: %s", out);
+    snprintf(cmd, sizeof cmd, BIN " eval --kb %s --qa %s --lora " TINY_LORA " 2>&1", kbdir, qa_path);
+    CHECK(t, run(cmd, out, sizeof out) == 1 && strstr(out, "--lora needs a model"), "lora without -m: %s", out);
     snprintf(cmd, sizeof cmd, BIN " eval --kb %s --qa %s --modes rag,bogus 2>&1", kbdir, qa_path);
     CHECK(t, run(cmd, out, sizeof out) == 1 && strstr(out, "bogus"), "bad mode: %s", out);
     CHECK(t, run(BIN " eval --qa x.jsonl 2>/dev/null", out, sizeof out) == 1, "no --kb");

@@ -184,6 +184,7 @@ int cmd_eval(int argc, char **argv) {
     }
     if (optind < argc) { usage(stderr); return cli_failf("eval", "unexpected argument '%s'", argv[optind]); }
     if (!r.kb_dir || !qa_path) { usage(stderr); return cli_failf("eval", "--kb DIR and --qa FILE are required"); }
+    if (!g.model && g.n_lora) return cli_failf("eval", "--lora needs a model (-m)");
     if (!modes) modes = !g.model ? 1u << EVAL_RAG : g.n_lora ? 0xfu : (1u << EVAL_BASE) | (1u << EVAL_RAG);
     if (!g.model && (modes & ~(1u << EVAL_RAG)))
         return cli_failf("eval", "the base, lora and rag+lora modes need a model (-m); without one only the extractive "

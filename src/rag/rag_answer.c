@@ -90,7 +90,13 @@ typedef struct answer_buf {
 
 static int answer_append(void *user, const char *text, size_t len) {
     answer_buf *a = user;
-    if (a->n + len + 1 > a->cap) return 1; /* cannot happen: cap covers n_ctx tokens of 8 bytes */
+    if (a->n + len + 1 > a->cap) { /* rare: the buffer holds n_ctx tokens of 8 bytes up front */
+        size_t cap = a->cap * 2;
+        while (cap < a->n + len + 1) cap *= 2;
+        char *s = realloc(a->s, cap);
+        if (!s) return 1;
+        a->s = s, a->cap = cap;
+    }
     memcpy(a->s + a->n, text, len);
     a->n += len;
     a->s[a->n] = '\0';
