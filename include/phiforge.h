@@ -1323,6 +1323,29 @@ double pf_nf4_bits_per_weight(const pf_nf4_tensor *t);
 int pf_nf4_matmul(pf_compute *c, const pf_nf4_tensor *w, const float *x, int64_t n, float *y, pf_error *err);
 int pf_nf4_matmul_t(pf_compute *c, const pf_nf4_tensor *w, const float *g, int64_t n, float *dx, pf_error *err);
 
+/* ------------------------------------------------------------------------------------------ */
+/* Hugging Face checkpoint -> GGUF (phiforge convert)                                           */
+/* ------------------------------------------------------------------------------------------ */
+
+/* Converts a Phi3ForCausalLM checkpoint directory (config.json, model.safetensors or the shards of
+ * model.safetensors.index.json in F32/F16/BF16, tokenizer.model — or tokenizer.json without it —,
+ * tokenizer_config.json, added_tokens.json) into a GGUF with the tensor names, shapes, types and
+ * metadata keys llama.cpp's convert_hf_to_gguf.py writes (Phi3MiniModel): 2-D weights in
+ * `outtype`, norms and LongRoPE factors F32, phi3.* hyperparameters incl.
+ * rope.scaling.original_context_length, attention.sliding_window and rope.scaling.attn_factor,
+ * tokenizer.ggml.* with the added-token rules, general.file_type. Tensors are converted one at a
+ * time from the read-only mapping while the file is written. Errors name the file and key. */
+typedef struct pf_convert_params {
+    pf_type outtype;    /* PF_TYPE_F16 (default), F32, BF16 or Q8_0                             */
+    const char *name;   /* general.name; NULL: the directory's base name                          */
+    /* called after each tensor (done of total), may be NULL */
+    void (*progress)(void *user, int64_t done, int64_t total, const char *tensor);
+    void *user;
+} pf_convert_params;
+
+pf_convert_params pf_convert_default_params(void);
+int pf_convert_hf(const char *hf_dir, const char *out_path, const pf_convert_params *p, pf_error *err);
+
 #ifdef __cplusplus
 }
 #endif

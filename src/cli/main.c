@@ -20,6 +20,7 @@ static const pf_command commands[] = {
     {"kb", "knowledge base stats, list, rm", cmd_kb},
     {"bench-search", "search latency (p50/p99) at 100k chunks", cmd_bench_search},
     {"bench-kernels", "benchmark matvec/matmul kernels against memory bandwidth", cmd_bench_kernels},
+    {"convert", "convert a Hugging Face Phi-3 checkpoint to GGUF", cmd_convert},
     {"bench-nf4", "NF4 kernels (QLoRA base) vs Q8_0 matmul, GB/s and GFLOP/s", cmd_bench_nf4},
 };
 

@@ -53,3 +53,15 @@ int pf_spm_load(const char *path, pf_spm_model *out, pf_error *err);
 void pf_spm_free(pf_spm_model *m);
 
 #endif
+
+/* ---- JSON files and the vocabulary of the converter ------------------------------------------ */
+
+#include <cjson/cJSON.h>
+
+/* DIR/NAME parsed; *out = NULL (PF_OK) when the file does not exist, PF_ERR_FORMAT naming it when
+ * it is not valid JSON. */
+int pf_cv_read_json(const char *dir, const char *name, cJSON **out, pf_error *err);
+
+/* Adds tokenizer.ggml.model/pre/tokens/scores/token_type, the special token ids, add_bos/eos and
+ * tokenizer.chat_template to `w` as Phi3MiniModel.set_vocab + gguf.SpecialVocab do. */
+int pf_cv_add_vocab(pf_gguf_writer *w, const char *dir, const cJSON *config, pf_error *err);
