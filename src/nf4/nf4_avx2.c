@@ -115,4 +115,38 @@ static void axpy_tile_avx2(const float *tile, int64_t nr, int64_t nc, const floa
     }
 }
 
-const pf_nf4_kernels pf_nf4_kernels_avx2 = {dequant_tile_avx2, dot_tile_avx2, axpy_tile_avx2};
+/* Σ level·x over one block of 64 (8 lanes) */
+static inline __m256 block_dot(const uint8_t *q, const float *x, __m256 lo_tab, __m256 hi_tab, __m128i m4) {
+    __m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps();
+    for (int h = 0; h < 2; h++) {
+        const __m128i b = _mm_loadu_si128((const __m128i *)(const void *)(q + 16 * h));
+        const __m128i hi = _mm_and_si128(_mm_srli_epi16(b, 4), m4), lo = _mm_and_si128(b, m4);
+        const __m128i e0 = _mm_unpacklo_epi8(hi, lo), e1 = _mm_unpackhi_epi8(hi, lo);
+        const float *xh = x + 32 * h;
+        acc0 = _mm256_fmadd_ps(lookup8(_mm256_cvtepu8_epi32(e0), lo_tab, hi_tab), _mm256_loadu_ps(xh), acc0);
+        acc1 = _mm256_fmadd_ps(lookup8(_mm256_cvtepu8_epi32(_mm_srli_si128(e0, 8)), lo_tab, hi_tab), _mm256_loadu_ps(xh + 8), acc1);
+        acc0 = _mm256_fmadd_ps(lookup8(_mm256_cvtepu8_epi32(e1), lo_tab, hi_tab), _mm256_loadu_ps(xh + 16), acc0);
+        acc1 = _mm256_fmadd_ps(lookup8(_mm256_cvtepu8_epi32(_mm_srli_si128(e1, 8)), lo_tab, hi_tab), _mm256_loadu_ps(xh + 24), acc1);
+    }
+    return _mm256_add_ps(acc0, acc1);
+}
+
+static void matvec_avx2(const pf_nf4_tensor *t, int64_t r0, int64_t r1, const float *x, float *y) {
+    const float *lv = pf_nf4_levels();
+    const __m256 lo_tab = _mm256_loadu_ps(lv), hi_tab = _mm256_loadu_ps(lv + 8);
+    const __m128i m4 = _mm_set1_epi8(15);
+    const int64_t bpr = t->n_in / PF_NF4_BLOCK;
+    for (int64_t r = r0; r < r1; r++) {
+        __m256 acc = _mm256_setzero_ps();
+        const uint8_t *q = t->codes + r * bpr * (PF_NF4_BLOCK / 2);
+        for (int64_t b = 0; b < bpr; b++)
+            acc = _mm256_fmadd_ps(block_dot(q + b * (PF_NF4_BLOCK / 2), x + b * PF_NF4_BLOCK, lo_tab, hi_tab, m4),
+                                  _mm256_set1_ps(pf_nf4_block_absmax(t, r * bpr + b)), acc);
+        __m128 s = _mm_add_ps(_mm256_castps256_ps128(acc), _mm256_extractf128_ps(acc, 1));
+        s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+        s = _mm_add_ss(s, _mm_movehdup_ps(s));
+        y[r - r0] = _mm_cvtss_f32(s);
+    }
+}
+
+const pf_nf4_kernels pf_nf4_kernels_avx2 = {dequant_tile_avx2, dot_tile_avx2, axpy_tile_avx2, matvec_avx2};

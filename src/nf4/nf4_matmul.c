@@ -61,7 +61,23 @@ static void axpy_tile_scalar(const float *tile, int64_t nr, int64_t nc, const fl
     }
 }
 
-const pf_nf4_kernels pf_nf4_kernels_scalar = {dequant_tile_scalar, dot_tile_scalar, axpy_tile_scalar};
+static void matvec_scalar(const pf_nf4_tensor *t, int64_t r0, int64_t r1, const float *x, float *y) {
+    const float *lv = pf_nf4_levels();
+    const int64_t bpr = t->n_in / PF_NF4_BLOCK;
+    for (int64_t r = r0; r < r1; r++) {
+        float s = 0.0f;
+        for (int64_t b = 0; b < bpr; b++) {
+            const uint8_t *q = t->codes + (r * bpr + b) * (PF_NF4_BLOCK / 2);
+            const float *xb = x + b * PF_NF4_BLOCK;
+            float sb = 0.0f;
+            for (int i = 0; i < PF_NF4_BLOCK / 2; i++) sb += lv[q[i] >> 4] * xb[2 * i] + lv[q[i] & 15] * xb[2 * i + 1];
+            s += sb * pf_nf4_block_absmax(t, r * bpr + b);
+        }
+        y[r - r0] = s;
+    }
+}
+
+const pf_nf4_kernels pf_nf4_kernels_scalar = {dequant_tile_scalar, dot_tile_scalar, axpy_tile_scalar, matvec_scalar};
 
 /* ---- drivers ------------------------------------------------------------------------------- */
 
@@ -76,6 +92,10 @@ typedef struct nf4_job {
 /* Forward, output rows [r0, r1). */
 static void mm_rows(void *arg, int64_t r0, int64_t r1) {
     const nf4_job *j = arg;
+    if (j->n == 1) { /* one row of x: no tile, the fused dot product */
+        j->k->matvec(j->w, r0, r1, j->in, j->out + r0);
+        return;
+    }
     const int64_t n_in = j->w->n_in, n_out = j->w->n_out;
     _Alignas(64) float tile[NF4_TILE_FLOATS];
     const int64_t cols = n_in < NF4_MM_COLS ? n_in : NF4_MM_COLS;
