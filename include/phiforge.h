@@ -1307,6 +1307,12 @@ uint8_t pf_nf4_dq_nearest(float x);
 int pf_nf4_init(pf_nf4_tensor *t, int64_t n_out, int64_t n_in, pf_error *err);
 int pf_nf4_append_rows(pf_nf4_tensor *t, const float *rows, int64_t n_rows, pf_error *err);
 int pf_nf4_finish(pf_nf4_tensor *t, pf_error *err);
+/* Same as append_rows, the rows split across c's threads. */
+int pf_nf4_append_rows_mt(pf_compute *c, pf_nf4_tensor *t, const float *rows, int64_t n_rows, pf_error *err);
+/* A 2-D GGUF tensor of any weight type (ne = [n_in, n_out]) to NF4: rows dequantized a few MB at a
+ * time from the mapping and quantized in parallel, so the f32 matrix never exists; quantized types
+ * are dequantized first (their rounding is then rounded again). */
+int pf_nf4_quantize_tensor(pf_compute *c, const pf_tensor_info *src, pf_nf4_tensor *t, pf_error *err);
 /* init + append every row + finish. */
 int pf_nf4_quantize(pf_nf4_tensor *t, const float *w, int64_t n_out, int64_t n_in, pf_error *err);
 void pf_nf4_free(pf_nf4_tensor *t);

@@ -351,6 +351,41 @@ static void test_errors(void) {
     pf_compute_free(c);
 }
 
+/* From GGUF tensors (F16 and a K-quant): the streaming, multithreaded build equals quantizing
+ * the whole dequantized matrix at once. */
+static void test_from_gguf(pf_compute *c, const char *file, const char *tensor) {
+    char path[256];
+    if (!pf_test_data_path(path, sizeof path, "models", file)) {
+        printf("SKIP: %s not found\n", file);
+        return;
+    }
+    pf_gguf *g = NULL;
+    pf_error err;
+    CHECK(&T, pf_gguf_open(path, &g, &err) == PF_OK, "open %s: %s", path, err.msg);
+    if (!g) return;
+    const int64_t i = pf_gguf_find_tensor(g, tensor);
+    CHECK(&T, i >= 0, "%s in %s", tensor, file);
+    if (i >= 0) {
+        const pf_tensor_info *ti = pf_gguf_tensor(g, i);
+        const int64_t n = pf_tensor_nelements(ti);
+        float *f = malloc((size_t)n * sizeof(float));
+        pf_type_get(ti->type)->to_float(ti->data, f, n);
+        pf_nf4_tensor a, b;
+        CHECK(&T, pf_nf4_quantize(&a, f, ti->ne[1], ti->ne[0], &err) == PF_OK, "quantize: %s", err.msg);
+        int rc = pf_nf4_quantize_tensor(c, ti, &b, &err);
+        CHECK(&T, rc == PF_OK, "quantize_tensor %s: %s", tensor, err.msg);
+        if (rc == PF_OK)
+            CHECK(&T, b.n_out == ti->ne[1] && b.n_in == ti->ne[0] && memcmp(a.codes, b.codes, (size_t)n / 2) == 0 &&
+                          memcmp(a.absmax_q, b.absmax_q, (size_t)a.n_blocks) == 0 && a.offset == b.offset &&
+                          memcmp(a.absmax_scale, b.absmax_scale, (size_t)a.n_scales * 4) == 0,
+                  "%s %s (%s): streamed multithreaded build equals the one-shot build", file, tensor, pf_type_name(ti->type));
+        pf_nf4_free(&a);
+        pf_nf4_free(&b);
+        free(f);
+    }
+    pf_gguf_close(g);
+}
+
 /* ---- kernels ------------------------------------------------------------------------------- */
 
 /* |got - want| <= n_terms · 2^-23 · Σ|terms| (the recursive-summation bound) + tiny. */
@@ -434,6 +469,21 @@ int main(void) {
             CHECK(&T, pf_compute_create(th + 1, PF_ISA_AVX2, &cs[1][th], &err) == PF_OK, "avx2: %s", err.msg);
     }
     if (!pf_cpu_has_avx2()) printf("CPU lacks AVX2: scalar NF4 kernels only\n");
+    for (int th = 0; th < 2; th++) {
+        test_from_gguf(cs[0][th], "phi3-tiny-f16.gguf", "blk.1.ffn_up.weight");
+        test_from_gguf(cs[0][th], "phi3-tiny-f16.gguf", "token_embd.weight");
+        test_from_gguf(cs[0][th], "quant-Q4_K.gguf", "blk.0.ffn_down.weight");
+    }
+    {   /* a NaN met by the multithreaded path names its row and column */
+        pf_nf4_tensor t;
+        float *rows = calloc(64 * 1024, sizeof(float));
+        rows[37 * 1024 + 999] = NAN;
+        CHECK(&T, pf_nf4_init(&t, 64, 1024, &err) == PF_OK, "init");
+        CHECK(&T, pf_nf4_append_rows_mt(cs[0][1], &t, rows, 64, &err) == PF_ERR_FORMAT && strstr(err.msg, "row 37, column 999"),
+              "NaN in the multithreaded build: %s", err.msg);
+        pf_nf4_free(&t);
+        free(rows);
+    }
     static const int64_t shapes[][3] = {
         /* n, n_in, n_out */
         {1, 64, 1},   {3, 64, 300},  {17, 64, 5},   {1, 192, 37},   {3, 320, 300},  {17, 576, 1},

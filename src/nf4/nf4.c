@@ -7,6 +7,8 @@
  * A block whose absmax is 0 gets code 0 everywhere, as the kernel does (0 · inf = NaN takes its
  * all-false branch); it dequantizes to 0 · absmax = 0 all the same. */
 #include <math.h>
+#include <stdatomic.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -67,28 +69,107 @@ static float quantize_block(const float *w, uint8_t *out, int *bad) {
     return amax;
 }
 
-int pf_nf4_append_rows(pf_nf4_tensor *t, const float *rows, int64_t n_rows, pf_error *err) {
-    if (t == NULL || t->codes == NULL || rows == NULL)
-        return pf_error_set(err, PF_ERR_ARG, "pf_nf4_append_rows: %s", rows == NULL ? "rows is NULL" : "tensor not initialized");
-    if (t->ready) return pf_error_set(err, PF_ERR_ARG, "pf_nf4_append_rows: tensor already finished");
-    if (n_rows < 0 || n_rows > t->n_out - t->rows_done)
-        return pf_error_set(err, PF_ERR_ARG, "pf_nf4_append_rows: %lld rows after %lld of %lld", (long long)n_rows,
-                            (long long)t->rows_done, (long long)t->n_out);
+/* Rows [row0, row0 + n_rows) of t from `rows`; on a non-finite weight returns its flat index in
+ * the tensor (else -1). */
+static int64_t quantize_rows_at(pf_nf4_tensor *t, int64_t row0, const float *rows, int64_t n_rows) {
     const int64_t bpr = t->n_in / PF_NF4_BLOCK;
     for (int64_t r = 0; r < n_rows; r++) {
-        const int64_t row = t->rows_done + r;
+        const int64_t row = row0 + r;
         for (int64_t b = 0; b < bpr; b++) {
             const int64_t j = row * bpr + b;
             int bad = 0;
             float amax = quantize_block(rows + r * t->n_in + b * PF_NF4_BLOCK, t->codes + j * (PF_NF4_BLOCK / 2), &bad);
-            if (amax < 0.0f)
-                return pf_error_set(err, PF_ERR_FORMAT, "pf_nf4_append_rows: weight [row %lld, column %lld] is not finite",
-                                    (long long)row, (long long)(b * PF_NF4_BLOCK + bad));
+            if (amax < 0.0f) return row * t->n_in + b * PF_NF4_BLOCK + bad;
             t->absmax_f32[j] = amax;
         }
     }
+    return -1;
+}
+
+static int append_check(const pf_nf4_tensor *t, const void *rows, int64_t n_rows, const char *fn, pf_error *err) {
+    if (t == NULL || t->codes == NULL || rows == NULL)
+        return pf_error_set(err, PF_ERR_ARG, "%s: %s", fn, rows == NULL ? "rows is NULL" : "tensor not initialized");
+    if (t->ready) return pf_error_set(err, PF_ERR_ARG, "%s: tensor already finished", fn);
+    if (n_rows < 0 || n_rows > t->n_out - t->rows_done)
+        return pf_error_set(err, PF_ERR_ARG, "%s: %lld rows after %lld of %lld", fn, (long long)n_rows,
+                            (long long)t->rows_done, (long long)t->n_out);
+    return PF_OK;
+}
+
+static int bad_weight(const pf_nf4_tensor *t, int64_t at, const char *fn, pf_error *err) {
+    return pf_error_set(err, PF_ERR_FORMAT, "%s: weight [row %lld, column %lld] is not finite", fn, (long long)(at / t->n_in),
+                        (long long)(at % t->n_in));
+}
+
+int pf_nf4_append_rows(pf_nf4_tensor *t, const float *rows, int64_t n_rows, pf_error *err) {
+    int rc = append_check(t, rows, n_rows, "pf_nf4_append_rows", err);
+    if (rc != PF_OK) return rc;
+    const int64_t bad = quantize_rows_at(t, t->rows_done, rows, n_rows);
+    if (bad >= 0) return bad_weight(t, bad, "pf_nf4_append_rows", err);
     t->rows_done += n_rows;
     return PF_OK;
+}
+
+typedef struct append_job {
+    pf_nf4_tensor *t;
+    const float *rows;
+    int64_t row0;
+    _Atomic int64_t bad; /* smallest bad flat index seen, INT64_MAX when none */
+} append_job;
+
+static void append_range(void *arg, int64_t r0, int64_t r1) {
+    append_job *j = arg;
+    const int64_t b = quantize_rows_at(j->t, j->row0 + r0, j->rows + r0 * j->t->n_in, r1 - r0);
+    if (b < 0) return;
+    int64_t cur = atomic_load(&j->bad);
+    while (b < cur && !atomic_compare_exchange_weak(&j->bad, &cur, b)) {
+    }
+}
+
+int pf_nf4_append_rows_mt(pf_compute *c, pf_nf4_tensor *t, const float *rows, int64_t n_rows, pf_error *err) {
+    int rc = append_check(t, rows, n_rows, "pf_nf4_append_rows_mt", err);
+    if (rc != PF_OK) return rc;
+    if (c == NULL) return pf_error_set(err, PF_ERR_ARG, "pf_nf4_append_rows_mt: compute context is NULL");
+    append_job j = {t, rows, t->rows_done, INT64_MAX};
+    /* rows are independent: each thread quantizes its own range in place */
+    pf_compute_parallel(c, n_rows, n_rows * t->n_in < 65536 ? n_rows + 1 : 2, append_range, &j);
+    const int64_t bad = atomic_load(&j.bad);
+    if (bad != INT64_MAX) return bad_weight(t, bad, "pf_nf4_append_rows_mt", err);
+    t->rows_done += n_rows;
+    return PF_OK;
+}
+
+int pf_nf4_quantize_tensor(pf_compute *c, const pf_tensor_info *src, pf_nf4_tensor *t, pf_error *err) {
+    if (c == NULL || src == NULL || t == NULL) return pf_error_set(err, PF_ERR_ARG, "pf_nf4_quantize_tensor: NULL argument");
+    if (src->n_dims != 2)
+        return pf_error_set(err, PF_ERR_ARG, "pf_nf4_quantize_tensor: tensor '%s' has %u dimensions, NF4 holds matrices", src->name,
+                            src->n_dims);
+    int rc = pf_nf4_init(t, src->ne[1], src->ne[0], err);
+    if (rc != PF_OK) return rc;
+    /* about 4 MB of f32 rows at a time: the full-precision tensor is never held */
+    const int64_t chunk = (int64_t)((size_t)1 << 20) / src->ne[0] > 0 ? (int64_t)((size_t)1 << 20) / src->ne[0] : 1;
+    float *buf = malloc((size_t)(chunk * src->ne[0]) * sizeof(float));
+    if (buf == NULL) rc = pf_error_set(err, PF_ERR_NOMEM, "pf_nf4_quantize_tensor: out of memory");
+    const size_t rs = pf_row_size(src->type, src->ne[0]);
+    if (rc == PF_OK && (rs == 0 || rs * (size_t)src->ne[1] != src->nbytes))
+        rc = pf_error_set(err, PF_ERR_FORMAT, "pf_nf4_quantize_tensor: tensor '%s' of type %s: %zu bytes for %lld rows", src->name,
+                          pf_type_name(src->type), src->nbytes, (long long)src->ne[1]);
+    for (int64_t r = 0; r < src->ne[1] && rc == PF_OK; r += chunk) {
+        const int64_t nr = src->ne[1] - r < chunk ? src->ne[1] - r : chunk;
+        rc = pf_dequantize(c, (const uint8_t *)src->data + (size_t)r * rs, src->type, nr, src->ne[0], buf, err);
+        if (rc == PF_OK) rc = pf_nf4_append_rows_mt(c, t, buf, nr, err);
+    }
+    free(buf);
+    if (rc == PF_OK) rc = pf_nf4_finish(t, err);
+    if (rc != PF_OK) {
+        if (err && rc == PF_ERR_FORMAT && !strstr(err->msg, src->name)) {
+            char m[sizeof err->msg];
+            snprintf(m, sizeof m, "%s", err->msg);
+            pf_error_set(err, rc, "tensor '%s': %s", src->name, m);
+        }
+        pf_nf4_free(t);
+    }
+    return rc;
 }
 
 int pf_nf4_finish(pf_nf4_tensor *t, pf_error *err) {
