@@ -54,7 +54,9 @@ static const char *hf_name(const char *gg, char *buf, size_t cap) {
 }
 
 /* One safetensors file with the tensors of g whose index i satisfies pick(i); as_f32 widens F16. */
-static void write_safetensors(const char *path, const pf_gguf *g, int shard, int n_shards, bool as_f32, cJSON *weight_map,
+enum { AS_IS = 0, AS_F32 = 1, AS_BF16 = 2 };
+
+static void write_safetensors(const char *path, const pf_gguf *g, int shard, int n_shards, int as, cJSON *weight_map,
                               const char *file_name) {
     cJSON *hdr = cJSON_CreateObject();
     cJSON_AddItemToObject(hdr, "__metadata__", cJSON_CreateObject());
@@ -67,10 +69,17 @@ static void write_safetensors(const char *path, const pf_gguf *g, int shard, int
         const char *hf = hf_name(t->name, buf, sizeof buf);
         if (!hf || i % n_shards != shard) continue;
         const int64_t n = pf_tensor_nelements(t);
-        const bool widen = as_f32 && t->type == PF_TYPE_F16;
-        const size_t nb = widen ? (size_t)n * 4 : t->nbytes;
+        const bool widen = as == AS_F32 && t->type == PF_TYPE_F16, bf = as == AS_BF16;
+        const size_t nb = widen ? (size_t)n * 4 : bf ? (size_t)n * 2 : t->nbytes;
         data = realloc(data, off + nb);
-        if (widen)
+        if (bf) /* every tensor rounded to bfloat16, as Phi-3 checkpoints ship */
+            for (int64_t k = 0; k < n; k++) {
+                float f = 0;
+                pf_type_get(t->type)->to_float((const uint8_t *)t->data + (t->type == PF_TYPE_F32 ? 4 : 2) * k, &f, 1);
+                uint16_t h = pf_fp32_to_bf16(f);
+                memcpy(data + off + 2 * k, &h, 2);
+            }
+        else if (widen)
             for (int64_t k = 0; k < n; k++) {
                 uint16_t h;
                 memcpy(&h, (const uint8_t *)t->data + 2 * k, 2);
@@ -80,7 +89,7 @@ static void write_safetensors(const char *path, const pf_gguf *g, int shard, int
         else
             memcpy(data + off, t->data, nb);
         cJSON *e = cJSON_CreateObject();
-        cJSON_AddStringToObject(e, "dtype", widen || t->type == PF_TYPE_F32 ? "F32" : "F16");
+        cJSON_AddStringToObject(e, "dtype", bf ? "BF16" : widen || t->type == PF_TYPE_F32 ? "F32" : "F16");
         cJSON *sh = cJSON_AddArrayToObject(e, "shape");
         for (int d = (int)t->n_dims - 1; d >= 0; d--) cJSON_AddItemToArray(sh, cJSON_CreateNumber((double)t->ne[d]));
         cJSON *o = cJSON_AddArrayToObject(e, "data_offsets");
@@ -157,7 +166,7 @@ static int64_t get_u(const pf_gguf *g, const char *key) {
 }
 
 /* The whole HF directory for the GGUF at src. */
-static void make_hf_dir(const char *dir, const pf_gguf *g, bool sharded, bool as_f32, bool with_spm) {
+static void make_hf_dir(const char *dir, const pf_gguf *g, bool sharded, int as, bool with_spm) {
     mkdir(dir, 0755);
     char path[512];
     const pf_gguf_value *tok = arr(g, "tokenizer.ggml.tokens"), *ty = arr(g, "tokenizer.ggml.token_type");
@@ -262,13 +271,13 @@ static void make_hf_dir(const char *dir, const pf_gguf *g, bool sharded, bool as
             char name[64];
             snprintf(name, sizeof name, "model-%05d-of-00002.safetensors", s + 1);
             snprintf(path, sizeof path, "%s/%s", dir, name);
-            write_safetensors(path, g, s, 2, as_f32, wm, name);
+            write_safetensors(path, g, s, 2, as, wm, name);
         }
         write_json(dir, "model.safetensors.index.json", idx);
         cJSON_Delete(idx);
     } else {
         snprintf(path, sizeof path, "%s/model.safetensors", dir);
-        write_safetensors(path, g, 0, 1, as_f32, NULL, NULL);
+        write_safetensors(path, g, 0, 1, as, NULL, NULL);
     }
 }
 
@@ -373,7 +382,7 @@ static int convert(const char *dir, const char *out, pf_type t, pf_error *e) {
     return pf_convert_hf(dir, out, &p, e);
 }
 
-static void roundtrip(const char *model, const char *ids, const char *golden, int64_t n_ctx, bool sharded, bool as_f32) {
+static void roundtrip(const char *model, const char *ids, const char *golden, int64_t n_ctx, bool sharded, int as) {
     char src[512], dir[512], out[512];
     if (!pf_test_data_path(src, sizeof src, "models", model)) {
         printf("SKIP: %s not found\n", model);
@@ -385,7 +394,7 @@ static void roundtrip(const char *model, const char *ids, const char *golden, in
     if (!g) return;
     snprintf(dir, sizeof dir, "%s/%s.hf", g_tmp, model);
     snprintf(out, sizeof out, "%s/%s.conv.gguf", g_tmp, model);
-    make_hf_dir(dir, g, sharded, as_f32, true);
+    make_hf_dir(dir, g, sharded, as, true);
     int rc = convert(dir, out, PF_TYPE_F16, &e);
     CHECK(&T, rc == PF_OK, "convert %s: %s", dir, e.msg);
     if (rc == PF_OK && pf_gguf_open(out, &c, &e) == PF_OK) {
@@ -455,7 +464,7 @@ static void hostile(void) {
     pf_gguf *g = NULL;
     if (!pf_test_data_path(src, sizeof src, "models", "phi3-tiny-f16.gguf") || pf_gguf_open(src, &g, NULL) != PF_OK) return;
     snprintf(dir, sizeof dir, "%s/hostile.hf", g_tmp);
-    make_hf_dir(dir, g, false, false, true);
+    make_hf_dir(dir, g, false, AS_IS, true);
     snprintf(path, sizeof path, "%s/model.safetensors", dir);
     snprintf(good, sizeof good, "%s/good.safetensors", g_tmp);
     copy_file(path, good, SIZE_MAX);
@@ -563,6 +572,61 @@ static void spm_unit(void) {
     CHECK(&T, pf_spm_parse(lng, 3, "unit", &m, &e) == PF_ERR_FORMAT && strstr(e.msg, "byte"), "overlong piece: %s", e.msg);
 }
 
+/* A BF16 checkpoint converted to bf16 keeps its weights bit for bit (norms widened to F32 exactly);
+ * then the command line: f32 output, a bad --outtype, -h. */
+static void bf16_and_cli(void) {
+    char src[512], dir[512], out[512];
+    pf_gguf *g = NULL, *c = NULL;
+    pf_error e = {0};
+    if (!pf_test_data_path(src, sizeof src, "models", "phi3-tiny-f16.gguf") || pf_gguf_open(src, &g, &e) != PF_OK) return;
+    snprintf(dir, sizeof dir, "%s/bf16.hf", g_tmp);
+    snprintf(out, sizeof out, "%s/bf16.gguf", g_tmp);
+    make_hf_dir(dir, g, false, AS_BF16, true);
+    int rc = convert(dir, out, PF_TYPE_BF16, &e);
+    CHECK(&T, rc == PF_OK, "convert bf16: %s", e.msg);
+    if (rc == PF_OK && pf_gguf_open(out, &c, &e) == PF_OK) {
+        int bad = 0;
+        for (int64_t i = 0; i < pf_gguf_n_tensors(g); i++) {
+            const pf_tensor_info *a = pf_gguf_tensor(g, i), *b = pf_gguf_tensor(c, i);
+            const int64_t n = pf_tensor_nelements(a);
+            bad += b->type != (a->n_dims == 2 ? PF_TYPE_BF16 : PF_TYPE_F32) || pf_tensor_nelements(b) != n;
+            if (pf_tensor_nelements(b) != n) continue;
+            float *fa = malloc((size_t)n * 4), *fb = malloc((size_t)n * 4);
+            pf_type_get(a->type)->to_float(a->data, fa, n);
+            pf_type_get(b->type)->to_float(b->data, fb, n);
+            for (int64_t k = 0; k < n; k++) bad += fb[k] != pf_bf16_to_fp32(pf_fp32_to_bf16(fa[k]));
+            free(fa), free(fb);
+        }
+        CHECK(&T, bad == 0 && get_u(c, "general.file_type") == 32, "bf16 checkpoint -> bf16 GGUF: %d values differ", bad);
+        pf_gguf_close(c);
+    }
+    pf_gguf_close(g);
+    if (access("./build/phiforge", X_OK) != 0) {
+        printf("SKIP: ./build/phiforge not built, command-line checks skipped\n");
+        return;
+    }
+    char cmd[1400];
+    snprintf(cmd, sizeof cmd, "./build/phiforge convert %s %s/cli.gguf --outtype f32 --name Tiny > %s/cli.txt 2>&1", dir, g_tmp, g_tmp);
+    CHECK(&T, system(cmd) == 0, "%s", cmd);
+    snprintf(out, sizeof out, "%s/cli.gguf", g_tmp);
+    if (pf_gguf_open(out, &c, &e) == PF_OK) {
+        const char *name = NULL;
+        pf_gguf_get_str(c, "general.name", &name, NULL);
+        const pf_tensor_info *t = pf_gguf_tensor(c, pf_gguf_find_tensor(c, "blk.0.attn_qkv.weight"));
+        CHECK(&T, name && !strcmp(name, "Tiny") && t && t->type == PF_TYPE_F32 && get_u(c, "general.file_type") == 0,
+              "CLI: f32 file named Tiny");
+        pf_gguf_close(c);
+    } else {
+        CHECK(&T, 0, "CLI output: %s", e.msg);
+    }
+    snprintf(cmd, sizeof cmd, "./build/phiforge convert %s %s/x.gguf --outtype q4 > /dev/null 2>&1", dir, g_tmp);
+    CHECK(&T, system(cmd) != 0, "bad --outtype fails");
+    snprintf(cmd, sizeof cmd, "./build/phiforge convert %s/nonexistent %s/x.gguf > /dev/null 2>&1", g_tmp, g_tmp);
+    CHECK(&T, system(cmd) != 0, "missing directory fails");
+    CHECK(&T, system("./build/phiforge convert -h > /dev/null") == 0, "convert -h");
+    CHECK(&T, system("./build/phiforge bench-nf4 -h > /dev/null") == 0, "bench-nf4 -h");
+}
+
 int main(void) {
     snprintf(g_tmp, sizeof g_tmp, "/tmp/pf_test_convert_XXXXXX");
     if (!mkdtemp(g_tmp)) {
@@ -570,8 +634,9 @@ int main(void) {
         return 1;
     }
     spm_unit();
-    roundtrip("phi3-tiny-f16.gguf", "chat.ids", "phi3-tiny-f16.logits.f32", 0, true, false);
-    roundtrip("phi3-tiny-longrope-f16.gguf", "long.ids", "phi3-tiny-longrope-f16.logits.f32", 512, false, true);
+    roundtrip("phi3-tiny-f16.gguf", "chat.ids", "phi3-tiny-f16.logits.f32", 0, true, AS_IS);
+    roundtrip("phi3-tiny-longrope-f16.gguf", "long.ids", "phi3-tiny-longrope-f16.logits.f32", 512, false, AS_F32);
+    bf16_and_cli();
     hostile();
     char cmd[128];
     snprintf(cmd, sizeof cmd, "rm -rf %s", g_tmp);
