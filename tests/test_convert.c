@@ -640,6 +640,7 @@ int main(void) {
     hostile();
     char cmd[128];
     snprintf(cmd, sizeof cmd, "rm -rf %s", g_tmp);
-    if (system(cmd) != 0) fprintf(stderr, "could not remove %s\n", g_tmp);
+    if (getenv("PF_TEST_KEEP")) printf("kept %s (PF_TEST_KEEP)\n", g_tmp);
+    else if (system(cmd) != 0) fprintf(stderr, "could not remove %s\n", g_tmp);
     return TEST_REPORT(&T);
 }
