@@ -107,7 +107,7 @@ int cmd_bench_nf4(int argc, char **argv) {
     const double nf4_bytes = (double)pf_nf4_bytes(&nf4), q8_bytes = (double)pf_row_size(PF_TYPE_Q8_0, cols) * (double)rows;
     bench b = {c, &nf4, q8, rows, cols, in, out};
     static const struct { const char *name; kind k; } ks[] = {
-        {"NF4 x·Wᵀ", K_NF4}, {"NF4 g·W", K_NF4_T}, {"Q8_0 x·Wᵀ", K_Q8}};
+        {"NF4 x*W^T", K_NF4}, {"NF4 g*W", K_NF4_T}, {"Q8_0 x*W^T", K_Q8}};
     const int64_t ns[2] = {1, tokens};
     if (!json) {
         printf("bench-nf4: W %lld x %lld, %s kernels, %d thread%s; NF4 %.4f bits/weight (%.1f MB), Q8_0 %.1f MB\n",

@@ -5,11 +5,11 @@
  * table as two 8-entry halves (vpermps uses the low 3 bits) blended on bit 3 of the code; then
  * multiplied by the block absmax — the same single float product as the scalar kernel, so the
  * tile is bit-identical to it.
- * Forward dots: the 4-row × 3-token FMA tile of the f32 GEMM. Backward: 32 columns × 2 tokens
- * of dx held in 8 accumulators while the tile rows stream through (4 loads, 8 FMAs per row). */
+ * Both products then run one register tile (uk1..uk6): 16 outputs × up to 6 tokens, fed by
+ * broadcasts of x or g; the forward first transposes 16 tile rows into a k-major panel. The
+ * one-row forward has its own fused kernel (matvec_avx2). */
 #include <immintrin.h>
 
-#include "kernels/kernels_internal.h"
 #include "nf4/nf4_internal.h"
 
 /* 8 codes (one per 32-bit lane) -> 8 levels */
@@ -45,74 +45,80 @@ static void dequant_tile_avx2(const pf_nf4_tensor *t, int64_t r0, int64_t nr, in
     }
 }
 
+/* The register tile shared by both products: C[t·ldc + j] (=, or += when acc) Σ_k A[t·lda + k] ·
+ * B[k·ldb + j] for t < NT (1..6) and the 16 lanes j — 12 accumulators; each k loads two B vectors
+ * and broadcasts one A value per token: 12 FMAs per 8 loads, no horizontal sums. */
+#define UK_LOAD(T)                                                                                       \
+    __m256 c##T##0 = _mm256_setzero_ps(), c##T##1 = c##T##0;                                          \
+    if (NTOK > T && acc) c##T##0 = _mm256_loadu_ps(C + T * ldc), c##T##1 = _mm256_loadu_ps(C + T * ldc + 8);
+#define UK_FMA(T)                                                                                        \
+    if (NTOK > T) {                                                                                      \
+        const __m256 a = _mm256_broadcast_ss(A + T * lda + k);                                         \
+        c##T##0 = _mm256_fmadd_ps(a, b0, c##T##0);                                                     \
+        c##T##1 = _mm256_fmadd_ps(a, b1, c##T##1);                                                     \
+    }
+#define UK_STORE(T) \
+    if (NTOK > T) _mm256_storeu_ps(C + T * ldc, c##T##0), _mm256_storeu_ps(C + T * ldc + 8, c##T##1);
+#define UKERNEL(NT)                                                                                            \
+    static void uk##NT(int64_t K, const float *A, int64_t lda, const float *B, int64_t ldb, float *C, int64_t ldc, \
+                       int acc) {                                                                              \
+        enum { NTOK = NT };                                                                                    \
+        UK_LOAD(0) UK_LOAD(1) UK_LOAD(2) UK_LOAD(3) UK_LOAD(4) UK_LOAD(5)                                      \
+        for (int64_t k = 0; k < K; k++) {                                                                      \
+            const __m256 b0 = _mm256_loadu_ps(B + k * ldb), b1 = _mm256_loadu_ps(B + k * ldb + 8);             \
+            UK_FMA(0) UK_FMA(1) UK_FMA(2) UK_FMA(3) UK_FMA(4) UK_FMA(5)                                        \
+        }                                                                                                      \
+        UK_STORE(0) UK_STORE(1) UK_STORE(2) UK_STORE(3) UK_STORE(4) UK_STORE(5)                                \
+    }
+UKERNEL(1)
+UKERNEL(2)
+UKERNEL(3)
+UKERNEL(4)
+UKERNEL(5)
+UKERNEL(6)
+#define UK_TOKS 6
+
+typedef void (*uk_fn)(int64_t K, const float *A, int64_t lda, const float *B, int64_t ldb, float *C, int64_t ldc, int acc);
+static const uk_fn k_uk[UK_TOKS + 1] = {NULL, uk1, uk2, uk3, uk4, uk5, uk6};
+
+/* Forward: each group of 16 tile rows is transposed into a k-major panel (16 lanes per column), so
+ * that the outputs of 16 rows come out of one register tile; the transpose (one load and store per
+ * weight) is paid once per call and group, the FMAs n times. */
 static void dot_tile_avx2(const float *tile, int64_t nr, int64_t nc, const float *x, int64_t ldx, int64_t n, float *y,
                           int64_t ldy, int accumulate) {
-    float c[PF_GEMM_TILE_TOKS * PF_GEMM_TILE_ROWS];
-    for (int64_t t0 = 0; t0 < n; t0 += PF_GEMM_TILE_TOKS) {
-        const int nt = (int)(n - t0 < PF_GEMM_TILE_TOKS ? n - t0 : PF_GEMM_TILE_TOKS);
-        for (int64_t r0 = 0; r0 < nr; r0 += PF_GEMM_TILE_ROWS) {
-            const int rr = (int)(nr - r0 < PF_GEMM_TILE_ROWS ? nr - r0 : PF_GEMM_TILE_ROWS);
-            pf_avx2_gemm_f32_tile(nc, tile + r0 * nc, nc, x + t0 * ldx, ldx, c, PF_GEMM_TILE_ROWS, rr, nt);
-            for (int t = 0; t < nt; t++)
-                for (int r = 0; r < rr; r++) {
-                    float *d = &y[(t0 + t) * ldy + r0 + r];
-                    *d = accumulate ? *d + c[t * PF_GEMM_TILE_ROWS + r] : c[t * PF_GEMM_TILE_ROWS + r];
+    _Alignas(32) float panel[16 * 256];
+    _Alignas(32) float tmp[UK_TOKS * 16];
+    for (int64_t c0 = 0; c0 < nc; c0 += 256) { /* the driver's tiles are at most 256 wide */
+        const int64_t kc = nc - c0 < 256 ? nc - c0 : 256;
+        for (int64_t r0 = 0; r0 < nr; r0 += 16) {
+            const int64_t rr = nr - r0 < 16 ? nr - r0 : 16;
+            for (int64_t j = 0; j < 16; j++)
+                for (int64_t k = 0; k < kc; k++) panel[k * 16 + j] = j < rr ? tile[(r0 + j) * nc + c0 + k] : 0.0f;
+            for (int64_t t0 = 0; t0 < n; t0 += UK_TOKS) {
+                const int nt = (int)(n - t0 < UK_TOKS ? n - t0 : UK_TOKS);
+                const int acc = accumulate || c0 > 0;
+                if (rr == 16) {
+                    k_uk[nt](kc, x + t0 * ldx + c0, ldx, panel, 16, y + t0 * ldy + r0, ldy, acc);
+                } else { /* fewer than 16 rows left: through a scratch tile */
+                    for (int t = 0; t < nt; t++)
+                        for (int64_t j = 0; j < 16; j++) tmp[t * 16 + j] = acc && j < rr ? y[(t0 + t) * ldy + r0 + j] : 0.0f;
+                    k_uk[nt](kc, x + t0 * ldx + c0, ldx, panel, 16, tmp, 16, 1);
+                    for (int t = 0; t < nt; t++)
+                        for (int64_t j = 0; j < rr; j++) y[(t0 + t) * ldy + r0 + j] = tmp[t * 16 + j];
                 }
+            }
         }
     }
 }
 
-/* dx[t, c..c+32) for the tokens t0 (and t0 + 1 when two) */
-static inline void axpy32(const float *tile, int64_t nr, int64_t nc, const float *g0, const float *g1, float *d0,
-                          float *d1, int accumulate) {
-    __m256 a0, a1, a2, a3, b0, b1, b2, b3;
-    if (accumulate) {
-        a0 = _mm256_loadu_ps(d0), a1 = _mm256_loadu_ps(d0 + 8), a2 = _mm256_loadu_ps(d0 + 16), a3 = _mm256_loadu_ps(d0 + 24);
-    } else {
-        a0 = a1 = a2 = a3 = _mm256_setzero_ps();
-    }
-    if (g1 && accumulate) {
-        b0 = _mm256_loadu_ps(d1), b1 = _mm256_loadu_ps(d1 + 8), b2 = _mm256_loadu_ps(d1 + 16), b3 = _mm256_loadu_ps(d1 + 24);
-    } else {
-        b0 = b1 = b2 = b3 = _mm256_setzero_ps();
-    }
-    if (g1) {
-        for (int64_t r = 0; r < nr; r++) {
-            const float *w = tile + r * nc;
-            const __m256 w0 = _mm256_loadu_ps(w), w1 = _mm256_loadu_ps(w + 8), w2 = _mm256_loadu_ps(w + 16),
-                         w3 = _mm256_loadu_ps(w + 24);
-            const __m256 s0 = _mm256_broadcast_ss(g0 + r), s1 = _mm256_broadcast_ss(g1 + r);
-            a0 = _mm256_fmadd_ps(s0, w0, a0);
-            a1 = _mm256_fmadd_ps(s0, w1, a1);
-            a2 = _mm256_fmadd_ps(s0, w2, a2);
-            a3 = _mm256_fmadd_ps(s0, w3, a3);
-            b0 = _mm256_fmadd_ps(s1, w0, b0);
-            b1 = _mm256_fmadd_ps(s1, w1, b1);
-            b2 = _mm256_fmadd_ps(s1, w2, b2);
-            b3 = _mm256_fmadd_ps(s1, w3, b3);
+/* Backward: the tile is already row-major over the columns of dx; 16-column strips × 6 tokens. */
+static void axpy_tile_uk(const float *tile, int64_t nr, int64_t nc, const float *g, int64_t ldg, int64_t n, float *dx,
+                         int64_t lddx, int accumulate) {
+    for (int64_t c = 0; c < nc; c += 16) /* nc is a multiple of 64 */
+        for (int64_t t0 = 0; t0 < n; t0 += UK_TOKS) {
+            const int nt = (int)(n - t0 < UK_TOKS ? n - t0 : UK_TOKS);
+            k_uk[nt](nr, g + t0 * ldg, ldg, tile + c, nc, dx + t0 * lddx + c, lddx, accumulate);
         }
-        _mm256_storeu_ps(d1, b0), _mm256_storeu_ps(d1 + 8, b1), _mm256_storeu_ps(d1 + 16, b2), _mm256_storeu_ps(d1 + 24, b3);
-    } else {
-        for (int64_t r = 0; r < nr; r++) {
-            const float *w = tile + r * nc;
-            const __m256 s0 = _mm256_broadcast_ss(g0 + r);
-            a0 = _mm256_fmadd_ps(s0, _mm256_loadu_ps(w), a0);
-            a1 = _mm256_fmadd_ps(s0, _mm256_loadu_ps(w + 8), a1);
-            a2 = _mm256_fmadd_ps(s0, _mm256_loadu_ps(w + 16), a2);
-            a3 = _mm256_fmadd_ps(s0, _mm256_loadu_ps(w + 24), a3);
-        }
-    }
-    _mm256_storeu_ps(d0, a0), _mm256_storeu_ps(d0 + 8, a1), _mm256_storeu_ps(d0 + 16, a2), _mm256_storeu_ps(d0 + 24, a3);
-}
-
-static void axpy_tile_avx2(const float *tile, int64_t nr, int64_t nc, const float *g, int64_t ldg, int64_t n, float *dx,
-                           int64_t lddx, int accumulate) {
-    for (int64_t c = 0; c < nc; c += 32) { /* nc is a multiple of 64 */
-        int64_t t = 0;
-        for (; t + 2 <= n; t += 2)
-            axpy32(tile + c, nr, nc, g + t * ldg, g + (t + 1) * ldg, dx + t * lddx + c, dx + (t + 1) * lddx + c, accumulate);
-        if (t < n) axpy32(tile + c, nr, nc, g + t * ldg, NULL, dx + t * lddx + c, NULL, accumulate);
-    }
 }
 
 /* Σ level·x over one block of 64 (8 lanes) */
@@ -149,4 +155,4 @@ static void matvec_avx2(const pf_nf4_tensor *t, int64_t r0, int64_t r1, const fl
     }
 }
 
-const pf_nf4_kernels pf_nf4_kernels_avx2 = {dequant_tile_avx2, dot_tile_avx2, axpy_tile_avx2, matvec_avx2};
+const pf_nf4_kernels pf_nf4_kernels_avx2 = {dequant_tile_avx2, dot_tile_avx2, axpy_tile_uk, matvec_avx2};

@@ -5,8 +5,9 @@
  * NF4_TILE_FLOATS floats, on its stack, so a call allocates nothing) into f32 and uses the tile for
  * every one of the n rows of x / g before moving on, so the dequantization is paid once per
  * weight and call while x, g and the tile stay in cache.
- *   forward:  threads own output rows; tiles are NF4_MM_ROWS-ish rows × NF4_MM_COLS columns, the
- *             partial dot products of successive column tiles accumulate into y.
+ *   forward:  threads own output rows; tiles are (NF4_TILE_FLOATS / NF4_MM_COLS) rows ×
+ *             NF4_MM_COLS columns, the partial dot products of successive column tiles accumulate
+ *             into y; one row of x (n = 1) takes the fused matvec kernel instead.
  *   backward: threads own input columns (whole 64-blocks); tiles are rows × NF4_MT_COLS columns
  *             and the rows' contributions g[t, r] · W[r, :] accumulate into dx.
  * Scalar reference kernels here; the AVX2 ones are in nf4_avx2.c (same contract, chosen by the
