@@ -9,6 +9,7 @@
  * broadcasts of x or g; the forward first transposes 16 tile rows into a k-major panel. The
  * one-row forward has its own fused kernel (matvec_avx2). */
 #include <immintrin.h>
+#include <string.h>
 
 #include "nf4/nf4_internal.h"
 
@@ -155,4 +156,32 @@ static void matvec_avx2(const pf_nf4_tensor *t, int64_t r0, int64_t r1, const fl
     }
 }
 
-const pf_nf4_kernels pf_nf4_kernels_avx2 = {dequant_tile_avx2, dot_tile_avx2, axpy_tile_uk, matvec_avx2};
+static void matvec_t_avx2(const pf_nf4_tensor *t, int64_t b0, int64_t b1, const float *g, float *dx) {
+    const float *lv = pf_nf4_levels();
+    const __m256 lo_tab = _mm256_loadu_ps(lv), hi_tab = _mm256_loadu_ps(lv + 8);
+    const __m128i m4 = _mm_set1_epi8(15);
+    const int64_t bpr = t->n_in / PF_NF4_BLOCK;
+    memset(dx + b0 * PF_NF4_BLOCK, 0, (size_t)((b1 - b0) * PF_NF4_BLOCK) * sizeof(float));
+    for (int64_t r = 0; r < t->n_out; r++) {
+        if (g[r] == 0.0f) continue; /* adds nothing (no NaN/Inf weights exist to propagate) */
+        for (int64_t b = b0; b < b1; b++) {
+            const __m256 a = _mm256_set1_ps(g[r] * pf_nf4_block_absmax(t, r * bpr + b));
+            const uint8_t *q = t->codes + (r * bpr + b) * (PF_NF4_BLOCK / 2);
+            float *d = dx + b * PF_NF4_BLOCK;
+            for (int h = 0; h < 2; h++) {
+                const __m128i by = _mm_loadu_si128((const __m128i *)(const void *)(q + 16 * h));
+                const __m128i hi = _mm_and_si128(_mm_srli_epi16(by, 4), m4), lo = _mm_and_si128(by, m4);
+                const __m128i e[2] = {_mm_unpacklo_epi8(hi, lo), _mm_unpackhi_epi8(hi, lo)};
+                for (int u = 0; u < 2; u++) {
+                    float *o = d + 32 * h + 16 * u;
+                    const __m256 w0 = lookup8(_mm256_cvtepu8_epi32(e[u]), lo_tab, hi_tab);
+                    const __m256 w1 = lookup8(_mm256_cvtepu8_epi32(_mm_srli_si128(e[u], 8)), lo_tab, hi_tab);
+                    _mm256_storeu_ps(o, _mm256_fmadd_ps(a, w0, _mm256_loadu_ps(o)));
+                    _mm256_storeu_ps(o + 8, _mm256_fmadd_ps(a, w1, _mm256_loadu_ps(o + 8)));
+                }
+            }
+        }
+    }
+}
+
+const pf_nf4_kernels pf_nf4_kernels_avx2 = {dequant_tile_avx2, dot_tile_avx2, axpy_tile_uk, matvec_avx2, matvec_t_avx2};

@@ -24,7 +24,9 @@ static inline float pf_nf4_block_absmax(const pf_nf4_tensor *t, int64_t j) {
  * axpy_tile:    dx[t·lddx + c] (=, or +=) Σ_r g[t·ldg + r] · tile[r·nc + c]
  *               for c < nc, t < n (g offset to row r0, dx to column c0).
  * matvec:       y[r] = Σ_c W[r0 + r, c] · x[c] for r < r1 - r0 (the one-row forward, fused: each
- *               block's Σ level·x is formed first and scaled by its absmax once).                */
+ *               block's Σ level·x is formed first and scaled by its absmax once).
+ * matvec_t:     dx[c] = Σ_r g[r] · W[r, c] for the columns c of the 64-blocks [b0, b1) of a row (the
+ *               one-row backward, fused: dx += (g[r] · absmax) · level, row after row).            */
 typedef struct pf_nf4_kernels {
     void (*dequant_tile)(const pf_nf4_tensor *t, int64_t r0, int64_t nr, int64_t c0, int64_t nc, float *tile);
     void (*dot_tile)(const float *tile, int64_t nr, int64_t nc, const float *x, int64_t ldx, int64_t n, float *y,
@@ -32,6 +34,7 @@ typedef struct pf_nf4_kernels {
     void (*axpy_tile)(const float *tile, int64_t nr, int64_t nc, const float *g, int64_t ldg, int64_t n, float *dx,
                       int64_t lddx, int accumulate);
     void (*matvec)(const pf_nf4_tensor *t, int64_t r0, int64_t r1, const float *x, float *y);
+    void (*matvec_t)(const pf_nf4_tensor *t, int64_t b0, int64_t b1, const float *g, float *dx);
 } pf_nf4_kernels;
 
 extern const pf_nf4_kernels pf_nf4_kernels_scalar;

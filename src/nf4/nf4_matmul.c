@@ -78,7 +78,24 @@ static void matvec_scalar(const pf_nf4_tensor *t, int64_t r0, int64_t r1, const 
     }
 }
 
-const pf_nf4_kernels pf_nf4_kernels_scalar = {dequant_tile_scalar, dot_tile_scalar, axpy_tile_scalar, matvec_scalar};
+static void matvec_t_scalar(const pf_nf4_tensor *t, int64_t b0, int64_t b1, const float *g, float *dx) {
+    const float *lv = pf_nf4_levels();
+    const int64_t bpr = t->n_in / PF_NF4_BLOCK;
+    memset(dx + b0 * PF_NF4_BLOCK, 0, (size_t)((b1 - b0) * PF_NF4_BLOCK) * sizeof(float));
+    for (int64_t r = 0; r < t->n_out; r++)
+        for (int64_t b = b0; b < b1; b++) {
+            const float a = g[r] * pf_nf4_block_absmax(t, r * bpr + b);
+            const uint8_t *q = t->codes + (r * bpr + b) * (PF_NF4_BLOCK / 2);
+            float *d = dx + b * PF_NF4_BLOCK;
+            for (int i = 0; i < PF_NF4_BLOCK / 2; i++) {
+                d[2 * i] += a * lv[q[i] >> 4];
+                d[2 * i + 1] += a * lv[q[i] & 15];
+            }
+        }
+}
+
+const pf_nf4_kernels pf_nf4_kernels_scalar = {dequant_tile_scalar, dot_tile_scalar, axpy_tile_scalar, matvec_scalar,
+                                              matvec_t_scalar};
 
 /* ---- drivers ------------------------------------------------------------------------------- */
 
@@ -114,6 +131,10 @@ static void mm_rows(void *arg, int64_t r0, int64_t r1) {
 /* Backward, input columns of the 64-blocks [b0, b1) of a row. */
 static void mt_cols(void *arg, int64_t b0, int64_t b1) {
     const nf4_job *j = arg;
+    if (j->n == 1) { /* one row of g: no tile, the fused kernel */
+        j->k->matvec_t(j->w, b0, b1, j->in, j->out);
+        return;
+    }
     const int64_t n_in = j->w->n_in, n_out = j->w->n_out;
     _Alignas(64) float tile[NF4_TILE_FLOATS];
     const int64_t c_end = b1 * PF_NF4_BLOCK;
