@@ -112,14 +112,25 @@ static void dot_tile_avx2(const float *tile, int64_t nr, int64_t nc, const float
     }
 }
 
-/* Backward: the tile is already row-major over the columns of dx; 16-column strips × 6 tokens. */
+/* Backward: the tile is already row-major over the columns of dx; each 16-column strip is first
+ * packed contiguously (k-major, 64 bytes per k, instead of one 64-byte piece per tile row) so the
+ * register tile streams it from L1 for every block of 6 tokens. */
 static void axpy_tile_uk(const float *tile, int64_t nr, int64_t nc, const float *g, int64_t ldg, int64_t n, float *dx,
                          int64_t lddx, int accumulate) {
-    for (int64_t c = 0; c < nc; c += 16) /* nc is a multiple of 64 */
-        for (int64_t t0 = 0; t0 < n; t0 += UK_TOKS) {
-            const int nt = (int)(n - t0 < UK_TOKS ? n - t0 : UK_TOKS);
-            k_uk[nt](nr, g + t0 * ldg, ldg, tile + c, nc, dx + t0 * lddx + c, lddx, accumulate);
+    _Alignas(32) float strip[16 * 512];
+    for (int64_t k0 = 0; k0 < nr; k0 += 512) {
+        const int64_t kk = nr - k0 < 512 ? nr - k0 : 512;
+        for (int64_t c = 0; c < nc; c += 16) { /* nc is a multiple of 64 */
+            for (int64_t k = 0; k < kk; k++) {
+                _mm256_store_ps(strip + 16 * k, _mm256_loadu_ps(tile + (k0 + k) * nc + c));
+                _mm256_store_ps(strip + 16 * k + 8, _mm256_loadu_ps(tile + (k0 + k) * nc + c + 8));
+            }
+            for (int64_t t0 = 0; t0 < n; t0 += UK_TOKS) {
+                const int nt = (int)(n - t0 < UK_TOKS ? n - t0 : UK_TOKS);
+                k_uk[nt](kk, g + t0 * ldg + k0, ldg, strip, 16, dx + t0 * lddx + c, lddx, accumulate || k0 > 0);
+            }
         }
+    }
 }
 
 /* Σ level·x over one block of 64 (8 lanes) */

@@ -18,7 +18,7 @@
 
 #define NF4_TILE_FLOATS 8192 /* 32 KB of dequantized weights per thread      */
 #define NF4_MM_COLS 256      /* tile width of the forward product           */
-#define NF4_MT_COLS 128      /* tile width of the backward product          */
+#define NF4_MT_COLS 64      /* tile width of the backward product          */
 #define NF4_PAR_MIN_WORK 65536 /* below this many multiply-adds: one thread  */
 
 /* ---- scalar reference kernels -------------------------------------------------------------- */
