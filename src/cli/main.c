@@ -27,6 +27,8 @@ static const pf_command commands[] = {
     {"merge", "bake LoRA adapters (GGUF or PEFT) into a model's weights", cmd_merge},
     {"lora-convert", "convert a LoRA adapter between llama.cpp GGUF and a PEFT directory", cmd_lora_convert},
     {"pull", "download a published GGUF model (phi-3, embedders) into the cache", cmd_pull},
+    {"convert", "convert a Hugging Face Phi-3 checkpoint to GGUF", cmd_convert},
+    {"bench-nf4", "NF4 kernels (QLoRA base) vs Q8_0 matmul, GB/s and GFLOP/s", cmd_bench_nf4},
 };
 
 static void usage(FILE *f) {
