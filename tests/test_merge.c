@@ -204,6 +204,7 @@ static void test_random(pf_test *t, const fixture *f) {
     rmdir(dir);
     /* errors: a pair whose shape does not fit, a base tensor that does not exist */
     w.pairs[0].n_in = 32;
+    int64_t n_pairs = w.n;
     w.n = 1;
     rc = pf_lora_save_gguf(&w, NULL, gg, PF_TYPE_F32, &e);
     CHECK(t, rc == PF_OK, "save misfit: %s", e.msg);
@@ -224,6 +225,7 @@ static void test_random(pf_test *t, const fixture *f) {
     CHECK(t, rc == PF_ERR_IO && strstr(e.msg, "/nonexistent/adapter"), "missing adapter: %d %s", rc, e.msg);
     CHECK(t, access(o1, F_OK) != 0, "a failed merge left %s behind", o1);
     unlink(gg);
+    w.n = n_pairs; /* every pair is freed, not only the first */
     pf_lora_weights_clear(&w);
 }
 
