@@ -344,6 +344,10 @@ static void test_run(pf_test *t, const char *kbdir, const char *dir) {
     CHECK(t, run(cmd, out, sizeof out) == 1 && strstr(out, "bogus"), "bad mode: %s", out);
     CHECK(t, run(BIN " eval --qa x.jsonl 2>/dev/null", out, sizeof out) == 1, "no --kb");
     CHECK(t, run(BIN " eval -h", out, sizeof out) == 0 && strstr(out, "usage: phiforge eval"), "eval -h");
+    /* demo: its own help and a missing pack (the whole run is CI's `demo --quick`) */
+    CHECK(t, run(BIN " demo -h", out, sizeof out) == 0 && strstr(out, "usage: phiforge demo"), "demo -h");
+    snprintf(cmd, sizeof cmd, BIN " demo --pack %s/nopack --workdir %s/demo 2>&1", dir, dir);
+    CHECK(t, run(cmd, out, sizeof out) == 1 && strstr(out, "nopack/docs: no such folder"), "demo without a pack: %s", out);
 
     pf_retriever_free(r);
     pf_kb_close(kb);
