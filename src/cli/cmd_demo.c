@@ -197,7 +197,9 @@ static int demo_finetune(const demo_opts *o, const demo_models *m, const char *w
     snprintf(out, sizeof out, "%s/lora", workdir);
     demo_cmd c = {0};
     add(&c, "finetune"), add(&c, "-m"), add(&c, base), add(&c, "--data"), add(&c, data), add(&c, "--val"), add(&c, val);
-    add(&c, "-o"), add(&c, out), add(&c, "--epochs"), add(&c, "1"), add(&c, "--seq"), add(&c, o->quick ? "128" : "256");
+    /* 384 tokens hold a whole sample (the long system prompt included) with its answer */
+    add(&c, "-o"), add(&c, out), add(&c, "--epochs"), add(&c, "1"), add(&c, "--seq"), add(&c, "384");
+    if (o->quick) add(&c, "--max-steps"), add(&c, "4");
     if (o->threads) add(&c, "-t"), add(&c, o->threads);
     int rc = run_cmd(&c, cmd_finetune);
     if (rc) return rc;
