@@ -1278,9 +1278,10 @@ int pf_search_bench(const pf_search_bench_params *p, pf_search_bench_result *out
  * Chat, alpaca and completion samples are rendered with the Phi-3 chat template
  * (pf_chat_render) and tokenized with BOS as the tokenizer says; by default only assistant
  * tokens are targets: the content after `<|assistant|>` up to and including its `<|end|>`
- * (so the model learns to stop). A .txt file is one text (BOS ... EOS) cut into windows of
- * seq_len + 1 tokens that overlap by one token, so every token after the first is predicted
- * once. A sample of L tokens gives L - 1 positions (ids t[0..L-2], targets t[1..L-1]); one
+ * (so the model learns to stop). Text is tokenized with special tokens parsed, as pf_chat does
+ * at inference, so a literal "<|end|>" inside a message is that control token. A .txt file is
+ * one text (BOS ... EOS) cut into windows of seq_len + 1 tokens that overlap by one token, so
+ * every token after the first is predicted once. A sample of L tokens gives L - 1 positions (ids t[0..L-2], targets t[1..L-1]); one
  * longer than seq_len + 1 is cut to that (counted in n_truncated); one left without any
  * target is dropped (n_dropped). Samples are shuffled with `seed`, the first
  * round(val_fraction·n) go to validation, then each side is packed (best-fit decreasing) or
