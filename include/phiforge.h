@@ -1302,6 +1302,7 @@ typedef struct pf_data_params {
     const char *system;     /* system prompt for chat samples without one (NULL)              */
     double val_fraction;    /* samples held out for validation (0), split before packing      */
     uint64_t seed;          /* shuffling of samples before the split and packing (42)         */
+    int n_threads;          /* tokenizing threads (0: all CPUs); the result does not depend on it */
 } pf_data_params;
 
 typedef struct pf_train_row {  /* a view into the dataset, valid while it lives */
