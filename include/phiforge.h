@@ -1319,7 +1319,9 @@ pf_data_params pf_data_default_params(void);
 const char *pf_data_format_name(pf_data_format f); /* "auto" "chat" "alpaca" "completion" "text" */
 int pf_data_format_from_name(const char *name, pf_data_format *out);
 /* Reads a JSONL/txt file; a malformed line is PF_ERR_FORMAT naming file:line and field.
- * `fmt` NULL: the built-in template (system supported). `val` NULL: held-out samples dropped. */
+ * `fmt` NULL: the built-in template (system supported). `val` NULL: held-out samples dropped;
+ * with val_fraction 0, *val is an empty dataset (0 rows). Datasets are immutable once loaded
+ * and may be read from several threads. */
 int pf_dataset_load(const char *path, const pf_tokenizer *tok, const pf_chat_format *fmt, const pf_data_params *p,
                     pf_dataset **train, pf_dataset **val /* NULL ok */, pf_error *err);
 /* Same over a buffer; `name` is used in messages and, with AUTO, its extension picks .txt. */
