@@ -1382,7 +1382,8 @@ int pf_lora_save_gguf(const pf_lora_weights *w, const pf_model *base, const char
  * The directory is created when missing; both files are written to .tmp and renamed. */
 int pf_lora_save_peft(const pf_lora_weights *w, const pf_model *base, const char *dir, pf_error *err);
 /* Reads either format (a .gguf file or a PEFT directory) into fp32 weights; any GGUF tensor type,
- * F32/F16/BF16 safetensors. `base` (may be NULL) checks names and shapes against the model.
+ * F32/F16/BF16 safetensors. `base` (may be NULL) checks names and shapes against the model,
+ * and a GGUF's general.architecture against the model's.
  * PEFT features that change the math (use_dora, alpha_pattern, fan_in_fan_out, bias) are
  * refused with PF_ERR_UNSUPPORTED; errors name the file and key. */
 int pf_lora_read(const char *path, const pf_model *base, pf_lora_weights *out, pf_error *err);

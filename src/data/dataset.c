@@ -102,7 +102,6 @@ static int plan_rows(const pf_samples *s, const int64_t *keep, int64_t n, int64_
     int64_t *bucket = pack ? malloc((size_t)(seq_len + 1) * sizeof *bucket) : NULL; /* free space -> row list head */
     int64_t *next = pack ? malloc((size_t)(n ? n : 1) * sizeof *next) : NULL;       /* row -> next row, same space */
     int64_t *space = pack ? malloc((size_t)(n ? n : 1) * sizeof *space) : NULL;
-    int64_t *row_len = NULL;
     if (!pl->sample || !pl->row_of || (pack && (!it || !bucket || !next || !space))) {
         free(it), free(bucket), free(next), free(space);
         return pf_error_set(err, PF_ERR_NOMEM, "dataset: out of memory packing %lld samples", (long long)n);
@@ -128,7 +127,7 @@ static int plan_rows(const pf_samples *s, const int64_t *keep, int64_t n, int64_
         pl->row_of[i] = row, pl->sample[i] = it[i].sample;
     }
     pl->n_rows = n_rows;
-    free(it), free(bucket), free(next), free(space), free(row_len);
+    free(it), free(bucket), free(next), free(space);
     return PF_OK;
 }
 
