@@ -33,7 +33,7 @@ CLI_OBJ  := $(CLI_SRC:%.c=$(OBJDIR)/%.o)
 TEST_BIN := $(TEST_SRC:tests/%.c=build/tests/%)
 TEST_UTIL_OBJ := $(TEST_UTIL:%.c=$(OBJDIR)/%.o)
 
-.PHONY: all test demo bench fuzz fuzz-run fuzz-run-extract fuzz-run-data clean
+.PHONY: all test demo bench fuzz fuzz-run fuzz-run-extract fuzz-run-data fuzz-run-safetensors clean
 .SECONDARY:
 all: build/libphiforge.a build/phiforge
 
@@ -124,3 +124,15 @@ fuzz-run-data: build/fuzz/fuzz_data
 	@mkdir -p build/fuzz/corpus-data
 	./build/fuzz/fuzz_data -max_total_time=$(FUZZ_SECONDS) -max_len=4096 -rss_limit_mb=2048 -timeout=10 \
 	  build/fuzz/corpus-data fuzz/seeds-data
+
+# libFuzzer target for the safetensors reader (PEFT adapters); seeds: fuzz/seeds-safetensors.
+LORA_FUZZ_SRC := src/lora/safetensors.c src/core/error.c src/core/half.c
+build/fuzz/fuzz_safetensors: fuzz/fuzz_safetensors.c $(LORA_FUZZ_SRC) src/lora/lora_internal.h include/phiforge.h
+	@mkdir -p build/fuzz
+	clang $(CSTD) -g -O1 -Iinclude -Isrc -pthread $(DEPS_CFLAGS) -fsanitize=fuzzer,address,undefined \
+	  -o $@ fuzz/fuzz_safetensors.c $(LORA_FUZZ_SRC) $(LDLIBS)
+fuzz: build/fuzz/fuzz_safetensors
+fuzz-run-safetensors: build/fuzz/fuzz_safetensors
+	@mkdir -p build/fuzz/corpus-safetensors
+	./build/fuzz/fuzz_safetensors -max_total_time=$(FUZZ_SECONDS) -max_len=65536 -rss_limit_mb=2048 -timeout=10 \
+	  build/fuzz/corpus-safetensors fuzz/seeds-safetensors

@@ -1298,9 +1298,10 @@ int pf_answer_f1(const char *prediction, const char *reference, double *f1);
  * Chat, alpaca and completion samples are rendered with the Phi-3 chat template
  * (pf_chat_render) and tokenized with BOS as the tokenizer says; by default only assistant
  * tokens are targets: the content after `<|assistant|>` up to and including its `<|end|>`
- * (so the model learns to stop). A .txt file is one text (BOS ... EOS) cut into windows of
- * seq_len + 1 tokens that overlap by one token, so every token after the first is predicted
- * once. A sample of L tokens gives L - 1 positions (ids t[0..L-2], targets t[1..L-1]); one
+ * (so the model learns to stop). Text is tokenized with special tokens parsed, as pf_chat does
+ * at inference, so a literal "<|end|>" inside a message is that control token. A .txt file is
+ * one text (BOS ... EOS) cut into windows of seq_len + 1 tokens that overlap by one token, so
+ * every token after the first is predicted once. A sample of L tokens gives L - 1 positions (ids t[0..L-2], targets t[1..L-1]); one
  * longer than seq_len + 1 is cut to that (counted in n_truncated); one left without any
  * target is dropped (n_dropped). Samples are shuffled with `seed`, the first
  * round(val_fraction·n) go to validation, then each side is packed (best-fit decreasing) or
@@ -1321,6 +1322,7 @@ typedef struct pf_data_params {
     const char *system;     /* system prompt for chat samples without one (NULL)              */
     double val_fraction;    /* samples held out for validation (0), split before packing      */
     uint64_t seed;          /* shuffling of samples before the split and packing (42)         */
+    int n_threads;          /* tokenizing threads (0: all CPUs); the result does not depend on it */
 } pf_data_params;
 
 typedef struct pf_train_row {  /* a view into the dataset, valid while it lives */
@@ -1337,7 +1339,9 @@ pf_data_params pf_data_default_params(void);
 const char *pf_data_format_name(pf_data_format f); /* "auto" "chat" "alpaca" "completion" "text" */
 int pf_data_format_from_name(const char *name, pf_data_format *out);
 /* Reads a JSONL/txt file; a malformed line is PF_ERR_FORMAT naming file:line and field.
- * `fmt` NULL: the built-in template (system supported). `val` NULL: held-out samples dropped. */
+ * `fmt` NULL: the built-in template (system supported). `val` NULL: held-out samples dropped;
+ * with val_fraction 0, *val is an empty dataset (0 rows). Datasets are immutable once loaded
+ * and may be read from several threads. */
 int pf_dataset_load(const char *path, const pf_tokenizer *tok, const pf_chat_format *fmt, const pf_data_params *p,
                     pf_dataset **train, pf_dataset **val /* NULL ok */, pf_error *err);
 /* Same over a buffer; `name` is used in messages and, with AUTO, its extension picks .txt. */
@@ -1398,7 +1402,8 @@ int pf_lora_save_gguf(const pf_lora_weights *w, const pf_model *base, const char
  * The directory is created when missing; both files are written to .tmp and renamed. */
 int pf_lora_save_peft(const pf_lora_weights *w, const pf_model *base, const char *dir, pf_error *err);
 /* Reads either format (a .gguf file or a PEFT directory) into fp32 weights; any GGUF tensor type,
- * F32/F16/BF16 safetensors. `base` (may be NULL) checks names and shapes against the model.
+ * F32/F16/BF16 safetensors. `base` (may be NULL) checks names and shapes against the model,
+ * and a GGUF's general.architecture against the model's.
  * PEFT features that change the math (use_dora, alpha_pattern, fan_in_fan_out, bias) are
  * refused with PF_ERR_UNSUPPORTED; errors name the file and key. */
 int pf_lora_read(const char *path, const pf_model *base, pf_lora_weights *out, pf_error *err);

@@ -342,6 +342,38 @@ static void test_packing(pf_test *t) {
     }
     pf_dataset_free(a), pf_dataset_free(b), pf_dataset_free(c);
 
+    /* the thread count does not change the result, nor which bad line is reported */
+    p = pf_data_default_params();
+    p.seq_len = 128, p.n_threads = 1;
+    a = load_str(t, "many.jsonl", recs, &p, NULL, NULL);
+    p.n_threads = 3;
+    b = load_str(t, "many.jsonl", recs, &p, NULL, NULL);
+    if (a && b) {
+        bool same = pf_dataset_n_rows(a) == pf_dataset_n_rows(b) && pf_dataset_n_tokens(a) == pf_dataset_n_tokens(b);
+        for (int64_t r = 0; same && r < pf_dataset_n_rows(a); r++) {
+            pf_train_row x, y;
+            pf_dataset_row(a, r, &x, NULL), pf_dataset_row(b, r, &y, NULL);
+            same = x.n == y.n && !memcmp(x.ids, y.ids, (size_t)x.n * 4) && !memcmp(x.targets, y.targets, (size_t)x.n * 4) &&
+                   !memcmp(x.pos, y.pos, (size_t)x.n * 4) && !memcmp(x.seg, y.seg, (size_t)x.n * 4);
+        }
+        CHECK(t, same, "1 and 3 threads gave different rows");
+    }
+    pf_dataset_free(a), pf_dataset_free(b);
+    {   /* bad lines at 150 and 190 of 200: line 150 is reported whatever the split */
+        char *bad = strdup(recs);
+        int64_t ln = 1;
+        for (char *q = bad; *q; q++)
+            if (*q == '\n' && (++ln == 150 || ln == 190)) q[1] = '[';
+        for (int nt = 1; nt <= 4; nt++) {
+            pf_error e = {0};
+            pf_dataset *d = NULL;
+            p.n_threads = nt;
+            int rc = pf_dataset_load_memory("many.jsonl", bad, strlen(bad), g_tok, NULL, &p, &d, NULL, &e);
+            CHECK(t, rc == PF_ERR_FORMAT && strstr(e.msg, "many.jsonl:150: record: invalid JSON") && !d, "%d threads: %s", nt, e.msg);
+        }
+        free(bad);
+    }
+
     /* validation split: disjoint, together the whole set, round(0.25 * 200) held out */
     p = pf_data_default_params();
     p.seq_len = 128, p.pack = false, p.val_fraction = 0.25;

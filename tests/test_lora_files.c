@@ -448,6 +448,31 @@ static void test_hostile(pf_test *t, fixture *f) {
     int rc = pf_lora_load(empty, f->m, &a, &e);
     CHECK(t, rc == PF_ERR_IO && !a && strstr(e.msg, "adapter_config.json"), "empty dir: %d %s", rc, e.msg);
     rmdir(empty);
+    /* a GGUF adapter made for another architecture */
+    {
+        pf_gguf *src = NULL;
+        pf_gguf_writer *gw = NULL;
+        char other[128];
+        tmp_path(other, sizeof other, "llama-arch.gguf");
+        int r2 = pf_gguf_open(f->lora_path, &src, &e);
+        if (r2 == PF_OK) r2 = pf_gguf_writer_create(&gw, &e);
+        if (r2 == PF_OK) r2 = pf_gguf_writer_copy_kvs(gw, src, &e);
+        if (r2 == PF_OK) r2 = pf_gguf_writer_set_str(gw, "general.architecture", "llama", &e);
+        for (int64_t i = 0; r2 == PF_OK && i < pf_gguf_n_tensors(src); i++) {
+            const pf_tensor_info *ti = pf_gguf_tensor(src, i);
+            r2 = pf_gguf_writer_add_tensor(gw, ti->name, ti->type, ti->n_dims, ti->ne, ti->data, &e);
+        }
+        if (r2 == PF_OK) r2 = pf_gguf_writer_write(gw, other, NULL, NULL, &e);
+        pf_gguf_writer_free(gw);
+        pf_gguf_close(src);
+        pf_lora_weights w2;
+        rc = r2 == PF_OK ? pf_lora_read(other, f->m, &w2, &e) : r2;
+        CHECK(t, rc == PF_ERR_ARG && strstr(e.msg, "architecture 'llama'"), "arch mismatch: %d %s", rc, e.msg);
+        rc = pf_lora_read(other, NULL, &w2, &e); /* without a base there is nothing to compare */
+        CHECK(t, rc == PF_OK && w2.n == 8, "arch not checked without a base: %s", e.msg);
+        pf_lora_weights_clear(&w2);
+        unlink(other);
+    }
     /* saving refuses what it cannot represent */
     pf_lora_weights w = {0};
     rc = pf_lora_save_gguf(&w, f->m, "/nonexistent/x.gguf", PF_TYPE_F32, &e);

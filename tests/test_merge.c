@@ -203,8 +203,8 @@ static void test_random(pf_test *t, const fixture *f) {
     unlink(tmp_path(p, sizeof p, "randpeft/adapter_model.safetensors")), unlink(tmp_path(p, sizeof p, "randpeft/adapter_config.json"));
     rmdir(dir);
     /* errors: a pair whose shape does not fit, a base tensor that does not exist */
+    const int64_t n_all = w.n;
     w.pairs[0].n_in = 32;
-    int64_t n_pairs = w.n;
     w.n = 1;
     rc = pf_lora_save_gguf(&w, NULL, gg, PF_TYPE_F32, &e);
     CHECK(t, rc == PF_OK, "save misfit: %s", e.msg);
@@ -225,7 +225,7 @@ static void test_random(pf_test *t, const fixture *f) {
     CHECK(t, rc == PF_ERR_IO && strstr(e.msg, "/nonexistent/adapter"), "missing adapter: %d %s", rc, e.msg);
     CHECK(t, access(o1, F_OK) != 0, "a failed merge left %s behind", o1);
     unlink(gg);
-    w.n = n_pairs; /* every pair is freed, not only the first */
+    w.n = n_all;
     pf_lora_weights_clear(&w);
 }
 

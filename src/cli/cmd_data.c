@@ -20,6 +20,7 @@ static void usage(FILE *f) {
                "      --system TEXT       system prompt for chat samples without one\n"
                "      --val F             fraction of samples held out for validation (default 0)\n"
                "      --seed N            shuffling seed (default 42)\n"
+               "  -t, --threads N         tokenizing threads (default: all cores; same result)\n"
                "      --show N            print the first N training rows, loss tokens in ⟦ ⟧\n"
                "      --json              print the statistics as JSON\n"
                "  -h, --help              this help\n");
@@ -84,6 +85,7 @@ int cmd_data(int argc, char **argv) {
         {"train-on-prompt", no_argument, 0, OPT_PROMPT}, {"system", required_argument, 0, OPT_SYSTEM},
         {"val", required_argument, 0, OPT_VAL}, {"seed", required_argument, 0, OPT_SEED},
         {"show", required_argument, 0, OPT_SHOW}, {"json", no_argument, 0, OPT_JSON}, {"help", no_argument, 0, 'h'},
+        {"threads", required_argument, 0, 't'},
         {0, 0, 0, 0}};
     pf_data_params p = pf_data_default_params();
     const char *model = NULL;
@@ -92,10 +94,14 @@ int cmd_data(int argc, char **argv) {
     int c;
     char *end;
     optind = 1;
-    while ((c = getopt_long(argc, argv, "hm:", opts, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, "hm:t:", opts, NULL)) != -1) {
         errno = 0, end = NULL;
         switch (c) {
         case 'm': model = optarg; break;
+        case 't':
+            p.n_threads = (int)strtol(optarg, &end, 10);
+            if (end == optarg || *end || errno || p.n_threads < 1) return cli_failf("data", "bad --threads '%s'", optarg);
+            break;
         case OPT_FORMAT:
             if (pf_data_format_from_name(optarg, &p.format) != PF_OK) return cli_failf("data", "unknown --format '%s'", optarg);
             break;

@@ -38,6 +38,9 @@ typedef struct pf_data_ctx {
 
 /* Parses one JSONL line (line number ln) into one closed sample. */
 int pf_data_record(const pf_data_ctx *c, const char *line, size_t len, int64_t ln, pf_samples *s, pf_error *err);
+/* Parses every non-blank line of a JSONL buffer on n_threads threads (<= 0: all CPUs). */
+int pf_data_read_lines(const pf_data_ctx *c, const char *data, size_t size, int n_threads, pf_samples *s,
+                       pf_error *err);
 /* Tokenizes a whole .txt file into windows of seq_len + 1 tokens overlapping by one. */
 int pf_data_text_file(const pf_data_ctx *c, const char *text, size_t len, pf_samples *s, pf_error *err);
 

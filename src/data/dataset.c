@@ -102,7 +102,6 @@ static int plan_rows(const pf_samples *s, const int64_t *keep, int64_t n, int64_
     int64_t *bucket = pack ? malloc((size_t)(seq_len + 1) * sizeof *bucket) : NULL; /* free space -> row list head */
     int64_t *next = pack ? malloc((size_t)(n ? n : 1) * sizeof *next) : NULL;       /* row -> next row, same space */
     int64_t *space = pack ? malloc((size_t)(n ? n : 1) * sizeof *space) : NULL;
-    int64_t *row_len = NULL;
     if (!pl->sample || !pl->row_of || (pack && (!it || !bucket || !next || !space))) {
         free(it), free(bucket), free(next), free(space);
         return pf_error_set(err, PF_ERR_NOMEM, "dataset: out of memory packing %lld samples", (long long)n);
@@ -128,7 +127,7 @@ static int plan_rows(const pf_samples *s, const int64_t *keep, int64_t n, int64_
         pl->row_of[i] = row, pl->sample[i] = it[i].sample;
     }
     pl->n_rows = n_rows;
-    free(it), free(bucket), free(next), free(space), free(row_len);
+    free(it), free(bucket), free(next), free(space);
     return PF_OK;
 }
 
@@ -201,22 +200,7 @@ static bool is_txt(const char *name) {
 static int read_samples(const pf_data_ctx *c, const char *data, size_t size, bool txt, pf_samples *s, pf_error *err) {
     if (size >= 3 && !memcmp(data, "\xEF\xBB\xBF", 3)) data += 3, size -= 3; /* UTF-8 BOM */
     if (txt) return pf_data_text_file(c, data, size, s, err);
-    int64_t ln = 0;
-    for (size_t i = 0; i < size;) {
-        const char *nl = memchr(data + i, '\n', size - i);
-        const size_t end = nl ? (size_t)(nl - data) : size;
-        size_t len = end - i;
-        ln++;
-        const char *line = data + i;
-        i = end + 1;
-        while (len > 0 && (line[len - 1] == '\r' || line[len - 1] == ' ' || line[len - 1] == '\t')) len--;
-        size_t lead = 0;
-        while (lead < len && (line[lead] == ' ' || line[lead] == '\t')) lead++;
-        if (lead == len) continue; /* blank line */
-        int rc = pf_data_record(c, line, len, ln, s, err);
-        if (rc != PF_OK) return rc;
-    }
-    return PF_OK;
+    return pf_data_read_lines(c, data, size, c->p->n_threads, s, err);
 }
 
 int pf_dataset_load_memory(const char *name, const void *data, size_t size, const pf_tokenizer *tok,

@@ -8,7 +8,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "lora/lora_internal.h"
 
@@ -58,6 +60,12 @@ static int fill(void *ctx, int64_t i, void *dst, size_t nbytes, pf_error *err) {
         j->done += (double)n * (double)src_row;
         if (j->p && j->p->progress) j->p->progress(j->p->user, j->done, j->total, t->name);
     }
+    /* This tensor of the base is not read again: drop its pages from the process (they stay in
+     * the page cache and would be read back from the file if touched), so that the resident set
+     * stays near one chunk of rows instead of growing to the whole model. */
+    const uintptr_t page = (uintptr_t)sysconf(_SC_PAGESIZE), b = (uintptr_t)t->data, e = b + t->nbytes;
+    const uintptr_t b_up = (b + page - 1) & ~(page - 1), e_down = e & ~(page - 1);
+    if (e_down > b_up) madvise((void *)b_up, e_down - b_up, MADV_DONTNEED);
     return PF_OK;
 }
 
