@@ -20,6 +20,7 @@ static const pf_command commands[] = {
     {"kb", "knowledge base stats, list, rm", cmd_kb},
     {"bench-search", "search latency (p50/p99) at 100k chunks", cmd_bench_search},
     {"bench-kernels", "benchmark matvec/matmul kernels against memory bandwidth", cmd_bench_kernels},
+    {"finetune", "train a LoRA adapter on chat / completion / text samples", cmd_finetune},
 };
 
 static void usage(FILE *f) {
