@@ -21,6 +21,7 @@ static const pf_command commands[] = {
     {"bench-search", "search latency (p50/p99) at 100k chunks", cmd_bench_search},
     {"bench-kernels", "benchmark matvec/matmul kernels against memory bandwidth", cmd_bench_kernels},
     {"finetune", "train a LoRA adapter on chat / completion / text samples", cmd_finetune},
+    {"bench-train", "LoRA training tokens/s and peak memory", cmd_bench_train},
 };
 
 static void usage(FILE *f) {
