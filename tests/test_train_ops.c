@@ -326,7 +326,8 @@ int main(void) {
     }
     test_rmsnorm(&T, c);
     test_rope(&T, c);
-    test_attention(&T, c);
+    test_attention(&T, c);  /* AVX2 rows (head_dim 8) */
+    test_attention(&T, c1); /* scalar rows */
     test_swiglu(&T, c);
     test_xent(&T, c);
     test_gw(&T, c, c1, PF_TYPE_F32, 70, 40, 5);

@@ -42,6 +42,18 @@ void pf_train_attn_fwd(pf_compute *c, const pf_model_hparams *hp, const float *q
 void pf_train_attn_bwd(pf_compute *c, const pf_model_hparams *hp, const float *qkv, const int32_t *seg,
                        const float *out, const float *lse, const float *dout, int64_t n, float *dqkv);
 
+/* One query row of attention (train_attn.c; AVX2 in train_attn_avx2.c, head_dim a multiple of 8). */
+float pf_train_attn_fwd_row_scalar(const float *q, const float *kb, const float *vb, int64_t stride, const int32_t *seg,
+                                   int64_t t, int64_t d, float scale, float *o);
+float pf_train_attn_fwd_row_avx2(const float *q, const float *kb, const float *vb, int64_t stride, const int32_t *seg,
+                                 int64_t t, int64_t d, float scale, float *o);
+void pf_train_attn_bwd_row_scalar(const float *q, const float *kb, const float *vb, float *dkb, float *dvb,
+                                  int64_t stride, const int32_t *seg, int64_t t, int64_t d, float scale, float lse,
+                                  float D, const float *dout, float *dq);
+void pf_train_attn_bwd_row_avx2(const float *q, const float *kb, const float *vb, float *dkb, float *dvb,
+                                int64_t stride, const int32_t *seg, int64_t t, int64_t d, float scale, float lse,
+                                float D, const float *dout, float *dq);
+
 /* SwiGLU on the fused rows [gate | up] (2 n_ff): a = silu(g)·u, silu(g) = g σ(g).
  * bwd (overwrites dgu): dg = da · u · σ(g)(1 + g(1 − σ(g))),  du = da · silu(g). */
 void pf_train_swiglu_fwd(pf_compute *c, const float *gu, int64_t n, int64_t n_ff, float *act);
