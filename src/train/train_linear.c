@@ -87,18 +87,24 @@ typedef struct gtx_job {
     float alpha;
 } gtx_job;
 
-/* Items (row o, column chunk): dW[o][chunk] += α Σ_t g[t][o] x[t][chunk]. */
+#define GTX_ROWS 16
+
+/* Items (block of 16 rows of dW, column chunk): dW[o][chunk] += α Σ_t g[t][o] x[t][chunk],
+ * tokens outermost so g is read along its rows and the 16 × 256 block of dW stays in L1. */
 static void gtx_items(void *arg, int64_t i0, int64_t i1) {
     const gtx_job *j = arg;
     for (int64_t it = i0; it < i1; it++) {
-        const int64_t o = it / j->n_chunks, c0 = (it % j->n_chunks) * PF_TRAIN_PANEL_COLS;
+        const int64_t o0 = it / j->n_chunks * GTX_ROWS, c0 = (it % j->n_chunks) * PF_TRAIN_PANEL_COLS;
+        const int64_t rows = j->n_out - o0 < GTX_ROWS ? j->n_out - o0 : GTX_ROWS;
         const int64_t cols = j->n_in - c0 < PF_TRAIN_PANEL_COLS ? j->n_in - c0 : PF_TRAIN_PANEL_COLS;
-        float *dw = j->dw + o * j->n_in + c0;
         for (int64_t t = 0; t < j->n; t++) {
-            const float gv = j->alpha * j->g[t * j->n_out + o];
-            if (gv == 0.0f) continue;
-            const float *x = j->x + t * j->n_in + c0;
-            for (int64_t i = 0; i < cols; i++) dw[i] += gv * x[i];
+            const float *x = j->x + t * j->n_in + c0, *g = j->g + t * j->n_out + o0;
+            for (int64_t o = 0; o < rows; o++) {
+                const float gv = j->alpha * g[o];
+                if (gv == 0.0f) continue;
+                float *dw = j->dw + (o0 + o) * j->n_in + c0;
+                for (int64_t i = 0; i < cols; i++) dw[i] += gv * x[i];
+            }
         }
     }
 }
@@ -106,5 +112,5 @@ static void gtx_items(void *arg, int64_t i0, int64_t i1) {
 void pf_train_matmul_gtx(pf_compute *c, const float *g, int64_t n_out, const float *x, int64_t n_in, int64_t n,
                          float alpha, float *dw) {
     gtx_job j = {g, x, dw, n_out, n_in, n, (n_in + PF_TRAIN_PANEL_COLS - 1) / PF_TRAIN_PANEL_COLS, alpha};
-    pf_compute_parallel(c, n_out * j.n_chunks, 2, gtx_items, &j);
+    pf_compute_parallel(c, (n_out + GTX_ROWS - 1) / GTX_ROWS * j.n_chunks, 2, gtx_items, &j);
 }

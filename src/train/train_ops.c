@@ -167,12 +167,13 @@ static void xent_rows(void *arg, int64_t t0, int64_t t1) {
         float *l = j->logits + t * j->n_vocab;
         float mx = l[0];
         for (int64_t i = 1; i < j->n_vocab; i++) mx = l[i] > mx ? l[i] : mx;
-        double sum = 0.0;
-        for (int64_t i = 0; i < j->n_vocab; i++) sum += exp((double)(l[i] - mx));
+        double sum = 0.0; /* e^(l − max) in float (≤ 1, no overflow), summed in double */
+        for (int64_t i = 0; i < j->n_vocab; i++) sum += expf(l[i] - mx);
         const double lse = (double)mx + log(sum);
         const int32_t y = j->targets[t];
         j->loss[t] = lse - (double)l[y];
-        for (int64_t i = 0; i < j->n_vocab; i++) l[i] = (float)exp((double)l[i] - lse) * j->scale;
+        const float inv = (float)(1.0 / sum) * j->scale; /* softmax = e^(l − max) / sum */
+        for (int64_t i = 0; i < j->n_vocab; i++) l[i] = expf(l[i] - mx) * inv;
         l[y] -= j->scale;
     }
 }
