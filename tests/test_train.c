@@ -14,6 +14,7 @@
 
 #include "testing.h"
 #include "train/data_shim.h"
+#include "train/trainer.h" /* n_micro: replay one dropout mask for finite differences */
 
 static char g_dir[64];
 
@@ -357,6 +358,58 @@ static void test_resume(pf_test *T, pf_model *m) {
     pf_trainer_free(a), pf_trainer_free(c);
 }
 
+/* ---- dropout: gradients of the training-mode loss (fixed mask) vs finite differences ------- */
+
+/* With dropout the training loss depends on the mask, a function of the row counter; replaying
+ * the same counter gives the same mask, so central differences of the (float) training loss
+ * check the dropout path of the backward: the entries with the largest gradients, h = 2e-2. */
+static void test_dropout_grad(pf_test *T, pf_model *m) {
+    pf_train_params p = small_params();
+    p.dropout = 0.3f;
+    pf_error e = {0};
+    pf_trainer *t = NULL;
+    CHECK(T, pf_trainer_create(m, &p, &t, &e) == PF_OK, "trainer: %s", e.msg);
+    if (!t) return;
+    pf_test_rng rng = {1234};
+    float *w = pf_trainer_params_data(t), *g = pf_trainer_grads_data(t);
+    const int64_t np = pf_trainer_n_params(t);
+    for (int64_t i = 0; i < np; i++)
+        if (w[i] == 0.0f) w[i] = 0.2f * pf_test_uniform(&rng);
+    rowbuf r;
+    make_row(&r, 24, 2, &rng);
+    double l0, lp, lm;
+    t->n_micro = 5;
+    pf_trainer_accumulate(t, &r.row, 1.0, &l0, &e);
+    float *g0 = malloc((size_t)np * sizeof *g0);
+    memcpy(g0, g, (size_t)np * sizeof *g0);
+    int64_t pick[8] = {0};
+    for (int k = 0; k < 8; k++) /* the 8 largest |gradients| */
+        for (int64_t i = 0; i < np; i++) {
+            bool used = false;
+            for (int q = 0; q < k; q++) used |= pick[q] == i;
+            if (!used && fabsf(g0[i]) > fabsf(g0[pick[k]])) pick[k] = i;
+        }
+    double worst = 0;
+    for (int k = 0; k < 8; k++) {
+        const int64_t i = pick[k];
+        const float w0 = w[i], h = 2e-2f;
+        w[i] = w0 + h, t->n_micro = 5;
+        pf_trainer_eval(t, &r.row, &lp, &(int64_t){0}, &e); /* eval: no dropout — must differ */
+        const double l_nodrop = lp;
+        pf_trainer_accumulate(t, &r.row, 1.0, &lp, &e);
+        w[i] = w0 - h, t->n_micro = 5;
+        pf_trainer_accumulate(t, &r.row, 1.0, &lm, &e);
+        w[i] = w0;
+        const double fd = (lp - lm) / (2.0 * h);
+        worst = fmax(worst, fabs(fd - g0[i]) / fabs(g0[i]));
+        if (k == 0) CHECK(T, fabs(l_nodrop - lp) > 1e-3, "dropout changes the training loss");
+    }
+    printf("dropout 0.3: 8 largest gradients vs finite differences, worst rel %.2e\n", worst);
+    CHECK(T, worst < 2e-2, "dropout gradients vs finite differences: worst rel %g", worst);
+    free(g0);
+    pf_trainer_free(t);
+}
+
 /* ---- bad input ------------------------------------------------------------------------------ */
 
 static void test_errors(pf_test *T, pf_model *m) {
@@ -510,6 +563,7 @@ int main(void) {
         test_init_and_equivalences(&T, m);
         test_resume(&T, m);
         test_errors(&T, m);
+        test_dropout_grad(&T, m);
         test_inference_agrees(&T, m);
         pf_model_free(m);
     }
