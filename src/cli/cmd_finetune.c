@@ -18,8 +18,8 @@
 
 static volatile sig_atomic_t g_stop; /* set by SIGINT; the only state the handler touches */
 static void on_sigint(int sig) {
-    (void)sig;
     g_stop = 1;
+    signal(sig, SIG_DFL); /* a second Ctrl-C ends the process at once */
 }
 
 static void usage(FILE *f) {
