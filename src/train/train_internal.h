@@ -81,12 +81,12 @@ void pf_train_matmul_gw(pf_compute *c, const void *w, pf_type type, int64_t n_ou
 /* dW[n_out × n_in] += alpha · gᵀ x over n rows (f32; LoRA gradients). */
 void pf_train_matmul_gtx(pf_compute *c, const float *g, int64_t n_out, const float *x, int64_t n_in, int64_t n,
                          float alpha, float *dw);
-/* One panel product: dx[t][0..cols) += Σ_o g[t][o] · P[o][0..cols) for t < n, o < rows (P row
- * stride PF_TRAIN_PANEL_COLS; g row stride ldg; dx row stride ldx). Scalar reference + AVX2. */
-void pf_train_panel_scalar(const float *g, int64_t ldg, const float *p, int64_t rows, int64_t cols, int64_t n,
-                           float *dx, int64_t ldx);
-void pf_train_panel_avx2(const float *g, int64_t ldg, const float *p, int64_t rows, int64_t cols, int64_t n,
-                         float *dx, int64_t ldx);
+/* One panel product: dx[t][0..cols) += Σ_o g[t][o] · P[o][0..cols) for t < n, o < rows (row
+ * strides: P ldp, g ldg, dx ldx). Scalar reference + AVX2. */
+void pf_train_panel_scalar(const float *g, int64_t ldg, const float *p, int64_t ldp, int64_t rows, int64_t cols,
+                           int64_t n, float *dx, int64_t ldx);
+void pf_train_panel_avx2(const float *g, int64_t ldg, const float *p, int64_t ldp, int64_t rows, int64_t cols,
+                         int64_t n, float *dx, int64_t ldx);
 
 /* ---- dropout mask (counter based: the same (seed, salt, t, i) always gives the same bit) ---- */
 static inline bool pf_train_keep(uint64_t key, int64_t t, int64_t i, uint32_t threshold) {

@@ -6,21 +6,22 @@
  * never copied whole), and adds g[t][o0..o0+64) · panel into dx[t][chunk] for each token of the
  * block (panel kernel: scalar reference, AVX2 4-token × 16-column register tile). Items are
  * split between threads, so each dx value is written by one thread in a fixed order
- * (deterministic for any thread count). Also dW += α·gᵀx for the f32 LoRA gradients. */
+ * (deterministic for any thread count). F32 weights are read in place (the panel is W itself).
+ * Also dW += α·gᵀx for the f32 LoRA gradients. */
 #include <string.h>
 
 #include "train/train_internal.h"
 
 #define TOKEN_BLOCK 128
 
-void pf_train_panel_scalar(const float *g, int64_t ldg, const float *p, int64_t rows, int64_t cols, int64_t n,
-                           float *dx, int64_t ldx) {
+void pf_train_panel_scalar(const float *g, int64_t ldg, const float *p, int64_t ldp, int64_t rows, int64_t cols,
+                           int64_t n, float *dx, int64_t ldx) {
     for (int64_t t = 0; t < n; t++) {
         float *d = dx + t * ldx;
         for (int64_t o = 0; o < rows; o++) {
             const float gv = g[t * ldg + o];
             if (gv == 0.0f) continue;
-            const float *pr = p + o * PF_TRAIN_PANEL_COLS;
+            const float *pr = p + o * ldp;
             for (int64_t j = 0; j < cols; j++) d[j] += gv * pr[j];
         }
     }
@@ -35,7 +36,7 @@ typedef struct gw_job {
     pf_to_float_fn to_float;
     const float *g;
     float *dx, *work;
-    bool accumulate, avx2;
+    bool accumulate, avx2, direct; /* direct: F32 W is its own panel (no copy) */
 } gw_job;
 
 static void gw_thread(void *arg, int ith, int nth) {
@@ -52,12 +53,16 @@ static void gw_thread(void *arg, int ith, int nth) {
             for (int64_t t = 0; t < nt; t++) memset(dx + t * j->n_in, 0, (size_t)cols * sizeof(float));
         for (int64_t o0 = 0; o0 < j->n_out; o0 += PF_TRAIN_PANEL_ROWS) {
             const int64_t rows = j->n_out - o0 < PF_TRAIN_PANEL_ROWS ? j->n_out - o0 : PF_TRAIN_PANEL_ROWS;
-            for (int64_t o = 0; o < rows; o++) /* c0 and cols are whole blocks */
-                j->to_float(j->w + (size_t)(o0 + o) * j->row_bytes + (size_t)(c0 / j->block) * j->block_bytes,
-                            panel + o * PF_TRAIN_PANEL_COLS, cols);
+            const float *p = panel;
+            int64_t ldp = PF_TRAIN_PANEL_COLS;
+            if (j->direct) p = (const float *)j->w + o0 * j->n_in + c0, ldp = j->n_in;
+            else
+                for (int64_t o = 0; o < rows; o++) /* c0 and cols are whole blocks */
+                    j->to_float(j->w + (size_t)(o0 + o) * j->row_bytes + (size_t)(c0 / j->block) * j->block_bytes,
+                                panel + o * PF_TRAIN_PANEL_COLS, cols);
             const float *g = j->g + t0 * j->n_out + o0;
-            if (j->avx2) pf_train_panel_avx2(g, j->n_out, panel, rows, cols, nt, dx, j->n_in);
-            else pf_train_panel_scalar(g, j->n_out, panel, rows, cols, nt, dx, j->n_in);
+            if (j->avx2) pf_train_panel_avx2(g, j->n_out, p, ldp, rows, cols, nt, dx, j->n_in);
+            else pf_train_panel_scalar(g, j->n_out, p, ldp, rows, cols, nt, dx, j->n_in);
         }
     }
 }
@@ -69,7 +74,7 @@ void pf_train_matmul_gw(pf_compute *c, const void *w, pf_type type, int64_t n_ou
     gw_job j = {.w = w, .row_bytes = pf_row_size(type, n_in), .n_out = n_out, .n_in = n_in, .n = n,
                 .block = tt->block_size, .block_bytes = tt->type_size,
                 .to_float = k->to_float[type] ? k->to_float[type] : tt->to_float, .g = g, .dx = dx, .work = work,
-                .accumulate = accumulate, .avx2 = k->isa == PF_ISA_AVX2};
+                .accumulate = accumulate, .avx2 = k->isa == PF_ISA_AVX2, .direct = type == PF_TYPE_F32};
     /* chunk: ≤ 256 columns, a whole number of blocks (a K-quant block is 256 wide) */
     j.chunk = PF_TRAIN_PANEL_COLS / j.block * j.block;
     if (j.chunk > n_in) j.chunk = n_in;
