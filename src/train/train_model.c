@@ -47,11 +47,12 @@ static int lin_fwd(pf_trainer *t, int64_t il, int k, const float *x, int64_t n, 
 }
 
 /* dx = dy·W (+ the adapter's path), and the adapter's gradients:
- *   dB += s·dyᵀu,  du = s·dy·B,  dA += duᵀ·drop(x),  dx += drop'(du·A). */
+ *   dB += s·dyᵀu,  du = s·dy·B,  dA += duᵀ·drop(x),  dx += drop'(du·A).
+ * dx NULL: only the adapter's gradients (the first layer's input needs no gradient). */
 static void lin_bwd(pf_trainer *t, int64_t il, int k, const float *x, const float *u, const float *dy, int64_t n,
                     float *dx) {
     const pf_linear *l = t->lin[il * N_MOD + k];
-    pf_train_matmul_gw(t->c, l->w, l->type, l->n_out, l->n_in, dy, n, dx, false, t->gw_work);
+    if (dx) pf_train_matmul_gw(t->c, l->w, l->type, l->n_out, l->n_in, dy, n, dx, false, t->gw_work);
     const int64_t ao = t->a_off[il * N_MOD + k], bo = t->b_off[il * N_MOD + k], r = t->p.rank;
     if (ao < 0) return;
     pf_train_matmul_gtx(t->c, dy, l->n_out, u, r, n, t->scale, t->grads + bo);
@@ -65,6 +66,7 @@ static void lin_bwd(pf_trainer *t, int64_t il, int k, const float *x, const floa
         xin = t->tmp;
     }
     pf_train_matmul_gtx(t->c, t->du, r, xin, l->n_in, n, 1.0f, t->grads + ao);
+    if (!dx) return;
     pf_train_matmul_gw(t->c, t->params + ao, PF_TYPE_F32, r, l->n_in, t->du, n, t->tmp, false, t->gw_work);
     for (int64_t row = 0; row < n; row++)
         for (int64_t i = 0; i < l->n_in; i++) {
@@ -110,8 +112,9 @@ static void layer_bwd(pf_trainer *t, int64_t il, const train_acts *A, const floa
     lin_bwd(t, il, MOD_O, A->att, A->u[MOD_O], dx, n, t->datt);
     pf_train_attn_bwd(t->c, &t->hp, A->qkv, row->seg, A->att, A->lse, t->datt, n, t->dqkv);
     pf_train_rope(t->c, &t->hp, t->rope, row->pos, n, t->dqkv, t->Q, true);
-    lin_bwd(t, il, MOD_QKV, A->xn1, A->u[MOD_QKV], t->dqkv, n, t->dxn);
-    pf_train_rmsnorm_bwd(t->c, xin, L->attn_norm.v, A->r1, t->dxn, n, E, dx, NULL);
+    /* below layer 0 is the frozen embedding: its input gradient is not needed */
+    lin_bwd(t, il, MOD_QKV, A->xn1, A->u[MOD_QKV], t->dqkv, n, il > 0 ? t->dxn : NULL);
+    if (il > 0) pf_train_rmsnorm_bwd(t->c, xin, L->attn_norm.v, A->r1, t->dxn, n, E, dx, NULL);
 }
 
 static int check_row(const pf_trainer *t, const pf_train_row *row, pf_error *err) {
