@@ -10,6 +10,7 @@
  *     run exactly (with dropout, so the mask stream is part of the state);
  *   - bad rows and bad checkpoints give errors naming the field. */
 #include <math.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "testing.h"
@@ -551,6 +552,40 @@ static void test_demo(pf_test *T) {
     pf_model_free(m);
 }
 
+/* ---- the command line: usage, required options, bad data ----------------------------------- */
+
+static int run_cmd(const char *cmd, char *out, size_t cap) {
+    FILE *f = popen(cmd, "r");
+    if (!f) return -1;
+    const size_t n = fread(out, 1, cap - 1, f);
+    out[n] = 0;
+    const int st = pclose(f);
+    return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+}
+
+static void test_cli_errors(pf_test *T) {
+    char out[4096], cmd[512], bad[128];
+    CHECK(T, run_cmd("./build/phiforge finetune -h 2>&1", out, sizeof out) == 0 && strstr(out, "usage: phiforge finetune"),
+          "finetune -h: %s", out);
+    CHECK(T, run_cmd("./build/phiforge bench-train -h 2>&1", out, sizeof out) == 0 && strstr(out, "usage: phiforge bench-train"),
+          "bench-train -h");
+    CHECK(T, run_cmd("./build/phiforge finetune --data x.jsonl 2>&1", out, sizeof out) != 0 && strstr(out, "required"),
+          "missing -m: %s", out);
+    CHECK(T, run_cmd("./build/phiforge finetune -m tests/data/phi3-tiny-f16.gguf --data x -o /tmp/x --targets qkv,foo 2>&1",
+                     out, sizeof out) != 0 && strstr(out, "--targets"), "bad --targets: %s", out);
+    CHECK(T, run_cmd("./build/phiforge finetune -m tests/data/phi3-tiny-f16.gguf --data x -o /tmp/x --full 2>&1", out,
+                     sizeof out) != 0 && strstr(out, "not implemented"), "--full: %s", out);
+    snprintf(bad, sizeof bad, "%s/bad.jsonl", g_dir);
+    FILE *f = fopen(bad, "w");
+    fputs("{\"messages\": [{\"role\": \"user\", \"content\": \"hi\"}]}\n{\"messages\": 3, oops\n", f);
+    fclose(f);
+    snprintf(cmd, sizeof cmd, "./build/phiforge finetune -m tests/data/phi3-tiny-f16.gguf --data %s -o %s/o 2>&1", bad,
+             g_dir);
+    char want[160];
+    snprintf(want, sizeof want, "%s:2", bad);
+    CHECK(T, run_cmd(cmd, out, sizeof out) != 0 && strstr(out, want), "malformed line 2 is named: %s", out);
+}
+
 int main(void) {
     pf_test T = {0};
     snprintf(g_dir, sizeof g_dir, "/tmp/pf_train_XXXXXX");
@@ -568,6 +603,7 @@ int main(void) {
         pf_model_free(m);
     }
     test_demo(&T);
+    test_cli_errors(&T);
     char cmd[128];
     snprintf(cmd, sizeof cmd, "rm -rf %s", g_dir);
     if (system(cmd) != 0) fprintf(stderr, "could not remove %s\n", g_dir);
