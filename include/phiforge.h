@@ -1759,6 +1759,92 @@ typedef struct pf_convert_params {
 pf_convert_params pf_convert_default_params(void);
 int pf_convert_hf(const char *hf_dir, const char *out_path, const pf_convert_params *p, pf_error *err);
 
+/* ------------------------------------------------------------------------------------------ */
+/* LoRA trainer (issue 6)                                                                       */
+/* ------------------------------------------------------------------------------------------ */
+/* Trains LoRA adapters (PEFT semantics: y = W x + s·B(A·drop(x)), s = alpha/r or alpha/sqrt(r)
+ * with rsLoRA, A ~ U(±1/sqrt(n_in)) seeded, B = 0) on a loaded Phi-3 model whose weights stay
+ * in their GGUF type and are only read. Every activation, gradient and optimizer buffer is
+ * allocated at creation: a training step does not allocate. One trainer is used by one thread.
+ * Rows come from the fine-tuning data section (struct pf_train_row: ids, targets (-1: no loss),
+ * per-sample positions and segment numbers of packed rows). */
+struct pf_train_row;
+typedef struct pf_trainer pf_trainer;
+
+enum {  /* pf_train_params.targets: which linear layers get adapters */
+    PF_LORA_QKV = 1, PF_LORA_O = 2, PF_LORA_GATE_UP = 4, PF_LORA_DOWN = 8, PF_LORA_ALL = 15
+};
+
+typedef enum pf_lr_schedule {
+    PF_LR_COSINE = 0,   /* lr·0.5(1 + cos(pi·progress)) after warmup (HF get_cosine_schedule_with_warmup) */
+    PF_LR_LINEAR = 1,   /* lr·(total − step)/(total − warmup) after warmup                               */
+    PF_LR_CONSTANT = 2, /* lr after warmup                                                               */
+} pf_lr_schedule;
+
+typedef struct pf_train_params {
+    int32_t rank;          /* r (16)                                                            */
+    float alpha;           /* (32)                                                              */
+    bool rslora;           /* s = alpha / sqrt(r) instead of alpha / r (false)                  */
+    float dropout;         /* on the adapter input, 0 <= p < 1 (0)                              */
+    uint32_t targets;      /* PF_LORA_* bits (PF_LORA_ALL)                                      */
+    int64_t seq_len;       /* most tokens per row (512)                                         */
+    bool grad_checkpoint;  /* keep only each layer's input; recompute it in backward (false)    */
+    uint64_t seed;         /* adapter init and dropout (42)                                     */
+    int n_threads;         /* <= 0: online CPUs                                                 */
+    pf_isa isa;            /* PF_ISA_AUTO                                                       */
+    /* AdamW (decoupled weight decay, as torch.optim.AdamW) and the schedule */
+    float lr, beta1, beta2, eps, weight_decay; /* 2e-4, 0.9, 0.999, 1e-8, 0                     */
+    float clip;            /* max global gradient norm, <= 0: none (1.0)                        */
+    int64_t warmup;        /* warmup steps (0)                                                  */
+    int64_t total_steps;   /* for the schedule (1)                                              */
+    pf_lr_schedule schedule;
+} pf_train_params;
+
+typedef struct pf_train_step_stats {
+    int64_t step;          /* optimizer steps done after this one                               */
+    double lr;             /* learning rate used                                                */
+    double grad_norm;      /* global norm before clipping                                       */
+    double loss;           /* Σ token losses / tokens over the accumulated batch                */
+    int64_t n_tokens;      /* target tokens of the accumulated batch                            */
+} pf_train_step_stats;
+
+pf_train_params pf_train_default_params(void);
+int pf_trainer_create(const pf_model *m, const pf_train_params *p, pf_trainer **out, pf_error *err);
+void pf_trainer_free(pf_trainer *t);
+/* Forward + backward of one row; gradients accumulate. Token losses are divided by `norm`, the
+ * number of target tokens of the whole accumulated batch (so accumulation equals one big batch).
+ * *loss_sum gets Σ token losses of the row (not divided). */
+int pf_trainer_accumulate(pf_trainer *t, const struct pf_train_row *row, double norm, double *loss_sum,
+                          pf_error *err);
+/* Clip, one AdamW step at the scheduled lr, zero the gradients. loss/n_tokens: what the caller
+ * accumulated (copied into the stats). */
+int pf_trainer_step(pf_trainer *t, double loss_sum, int64_t n_tokens, pf_train_step_stats *st, pf_error *err);
+/* Forward only (no dropout): Σ token losses and target tokens of one row. */
+int pf_trainer_eval(pf_trainer *t, const struct pf_train_row *row, double *loss_sum, int64_t *n_tokens,
+                    pf_error *err);
+int64_t pf_trainer_n_params(const pf_trainer *t);      /* trainable floats                     */
+int64_t pf_trainer_steps_done(const pf_trainer *t);
+double pf_trainer_lr_at(const pf_train_params *p, int64_t step); /* schedule of step (0-based) */
+/* Trainable parameters and their gradients, flat (for tests and checkpoints): per layer, per
+ * adapted module in the order qkv, o, gate_up, down: A (r × n_in) then B (n_out × r). */
+float *pf_trainer_params_data(pf_trainer *t);
+float *pf_trainer_grads_data(pf_trainer *t);
+/* A copy of the adapters as pairs named after their base weight ("blk.0.attn_qkv.weight"); the
+ * caller clears it with pf_lora_weights_clear (the fine-tuning data section). */
+struct pf_lora_weights;
+int pf_trainer_export(const pf_trainer *t, struct pf_lora_weights *out, pf_error *err);
+
+/* Checkpoint: adapters, AdamW moments, step, micro-batch counter (the dropout stream) and the
+ * caller's data position, in one file written to PATH.tmp then renamed. Loading checks that the
+ * file was written by a trainer of the same shape (errors name the field). */
+typedef struct pf_train_position {
+    int64_t epoch;         /* epoch in progress                                                 */
+    int64_t next;          /* index in that epoch's order of the next row                       */
+    int64_t extra[4];      /* free for the caller                                               */
+} pf_train_position;
+int pf_trainer_save(const pf_trainer *t, const char *path, const pf_train_position *pos, pf_error *err);
+int pf_trainer_load(pf_trainer *t, const char *path, pf_train_position *pos, pf_error *err);
+
 #ifdef __cplusplus
 }
 #endif
