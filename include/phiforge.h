@@ -1667,99 +1667,6 @@ void pf_rag_extract_free(pf_rag_extract *x);
  * length). Writes min(count, cap) pairs (start, end) into spans[2 * i], returns the count. */
 int64_t pf_rag_split_sentences(const char *text, size_t len, int64_t *spans, int64_t cap);
 
-/* ------------------------------------------------------------------------------------------ */
-/* NF4: 4-bit NormalFloat weights with double-quantized scales (QLoRA / bitsandbytes)            */
-/* ------------------------------------------------------------------------------------------ */
-
-/* A matrix W of n_out rows × n_in columns (the PyTorch [out, in] layout; GGUF ne = [n_in, n_out])
- * stored as bitsandbytes' quantize_4bit(quant_type="nf4", blocksize=64, compress_statistics=True)
- * stores it: the row-major weights are cut into blocks of 64, each block keeps its absmax and one
- * 4-bit code per weight (the nearest of the 16 NF4 levels to w / absmax); the block absmax values
- * are then themselves quantized ("double quantization"): offset = mean(absmax), and
- * absmax - offset goes to 8 bits with the signed dynamic map in blocks of 256, one f32 scale per
- * 256-block. Dequantization:
- *     absmax[j] = map8[absmax_q[j]] · absmax_scale[j / 256] + offset
- *     w[i]      = nf4[code[i]] · absmax[i / 64]
- * Cost: 4 + 8/64 + 32/(64·256) ≈ 4.127 bits per weight. n_in must be a multiple of 64. */
-#define PF_NF4_BLOCK 64      /* weights per absmax                                            */
-#define PF_NF4_DQ_BLOCK 256  /* absmax values per second-level f32 scale                      */
-
-typedef struct pf_nf4_tensor {
-    int64_t n_out, n_in;
-    int64_t n_blocks;        /* n_out · n_in / 64                                             */
-    int64_t n_scales;        /* ceil(n_blocks / 256)                                          */
-    uint8_t *codes;          /* n_out·n_in/2 bytes: weight 2i in the high nibble, 2i+1 low    */
-    uint8_t *absmax_q;       /* n_blocks indices into pf_nf4_dq_map()                         */
-    float *absmax_scale;     /* n_scales: max |absmax - offset| of each 256-block             */
-    float offset;            /* mean of the n_blocks block absmax values                      */
-    /* building state: rows quantized so far and their exact absmax (freed by pf_nf4_finish) */
-    int64_t rows_done;
-    float *absmax_f32;
-    bool ready;              /* pf_nf4_finish done: the tensor can be used                    */
-} pf_nf4_tensor;
-
-/* The 16 NF4 levels (bitsandbytes get_4bit_type("nf4")), -1 ... 0 ... 1, code order. */
-const float *pf_nf4_levels(void);
-/* The 256 values of the signed 8-bit dynamic map (bitsandbytes create_dynamic_map()), sorted. */
-const float *pf_nf4_dq_map(void);
-/* Nearest NF4 code of a value already divided by its block absmax; ties and NaN as bitsandbytes'
- * CUDA kernel (a value exactly on a midpoint takes the lower code, NaN gives code 0). */
-uint8_t pf_nf4_nearest(float x);
-/* Nearest index of the dynamic map (ties as bitsandbytes' dQuantize: to the even index). */
-uint8_t pf_nf4_dq_nearest(float x);
-
-/* Streaming build: init, then append rows in order (any number at a time, e.g. while reading
- * a GGUF tensor chunk by chunk), then finish (double quantization once every row is in).
- * Peak extra memory is 4 bytes per 64 weights (the exact absmax values until finish). */
-int pf_nf4_init(pf_nf4_tensor *t, int64_t n_out, int64_t n_in, pf_error *err);
-int pf_nf4_append_rows(pf_nf4_tensor *t, const float *rows, int64_t n_rows, pf_error *err);
-int pf_nf4_finish(pf_nf4_tensor *t, pf_error *err);
-/* Same as append_rows, the rows split across c's threads. */
-int pf_nf4_append_rows_mt(pf_compute *c, pf_nf4_tensor *t, const float *rows, int64_t n_rows, pf_error *err);
-/* A 2-D GGUF tensor of any weight type (ne = [n_in, n_out]) to NF4: rows dequantized a few MB at a
- * time from the mapping and quantized in parallel, so the f32 matrix never exists; quantized types
- * are dequantized first (their rounding is then rounded again). */
-int pf_nf4_quantize_tensor(pf_compute *c, const pf_tensor_info *src, pf_nf4_tensor *t, pf_error *err);
-/* init + append every row + finish. */
-int pf_nf4_quantize(pf_nf4_tensor *t, const float *w, int64_t n_out, int64_t n_in, pf_error *err);
-void pf_nf4_free(pf_nf4_tensor *t);
-/* Rows [r0, r0 + n_rows) as f32 into dst (n_rows · n_in floats). */
-int pf_nf4_dequantize_rows(const pf_nf4_tensor *t, int64_t r0, int64_t n_rows, float *dst, pf_error *err);
-/* Bytes held by a finished tensor (codes, absmax codes, scales, offset). */
-size_t pf_nf4_bytes(const pf_nf4_tensor *t);
-/* Storage bits per weight of a finished tensor (≈ 4.127 for 64/256 blocks). */
-double pf_nf4_bits_per_weight(const pf_nf4_tensor *t);
-
-/* y[n × n_out] = x[n × n_in] · Wᵀ and dx[n × n_in] = g[n × n_out] · W, W dequantized inside the
- * kernel (never as a whole); AVX2 or scalar per c's kernel table, split across c's threads, no
- * allocation. y / dx are overwritten. */
-int pf_nf4_matmul(pf_compute *c, const pf_nf4_tensor *w, const float *x, int64_t n, float *y, pf_error *err);
-int pf_nf4_matmul_t(pf_compute *c, const pf_nf4_tensor *w, const float *g, int64_t n, float *dx, pf_error *err);
-
-/* ------------------------------------------------------------------------------------------ */
-/* Hugging Face checkpoint -> GGUF (phiforge convert)                                           */
-/* ------------------------------------------------------------------------------------------ */
-
-/* Converts a Phi3ForCausalLM checkpoint directory (config.json, model.safetensors or the shards of
- * model.safetensors.index.json in F32/F16/BF16, tokenizer.model — or tokenizer.json without it —,
- * tokenizer_config.json, added_tokens.json) into a GGUF with the tensor names, shapes, types and
- * metadata keys llama.cpp's convert_hf_to_gguf.py writes (Phi3MiniModel): 2-D weights in
- * `outtype`, norms and LongRoPE factors F32, phi3.* hyperparameters incl.
- * rope.scaling.original_context_length, attention.sliding_window and rope.scaling.attn_factor,
- * tokenizer.ggml.* with the added-token rules, general.file_type. Tensors are converted one at a
- * time from the read-only mapping while the file is written. Errors name the file and key. */
-typedef struct pf_convert_params {
-    pf_type outtype;    /* PF_TYPE_F16 (default), F32, BF16 or Q8_0                             */
-    const char *name;   /* general.name; NULL: the directory's base name                          */
-    /* called after each tensor (done of total), may be NULL */
-    void (*progress)(void *user, int64_t done, int64_t total, const char *tensor);
-    void *user;
-} pf_convert_params;
-
-pf_convert_params pf_convert_default_params(void);
-int pf_convert_hf(const char *hf_dir, const char *out_path, const pf_convert_params *p, pf_error *err);
-
-
 /* ---- Answers: the whole pipeline as one call (src/rag/rag_answer.c) ----------------------- */
 /* Retrieval + gate (pf_rag_retrieve), then pf_rag_answer_retrieved: refused when the gate says
  * no; without a model an extractive answer (refused when no sentence matched); with a model the
@@ -1857,6 +1764,99 @@ void pf_rag_answer_free(pf_rag_answer *a);
 char *pf_rag_strip_markers(const char *text, const pf_rag_citations *cit);
 
 /* ------------------------------------------------------------------------------------------ */
+/* NF4: 4-bit NormalFloat weights with double-quantized scales (QLoRA / bitsandbytes)            */
+/* ------------------------------------------------------------------------------------------ */
+
+/* A matrix W of n_out rows × n_in columns (the PyTorch [out, in] layout; GGUF ne = [n_in, n_out])
+ * stored as bitsandbytes' quantize_4bit(quant_type="nf4", blocksize=64, compress_statistics=True)
+ * stores it: the row-major weights are cut into blocks of 64, each block keeps its absmax and one
+ * 4-bit code per weight (the nearest of the 16 NF4 levels to w / absmax); the block absmax values
+ * are then themselves quantized ("double quantization"): offset = mean(absmax), and
+ * absmax - offset goes to 8 bits with the signed dynamic map in blocks of 256, one f32 scale per
+ * 256-block. Dequantization:
+ *     absmax[j] = map8[absmax_q[j]] · absmax_scale[j / 256] + offset
+ *     w[i]      = nf4[code[i]] · absmax[i / 64]
+ * Cost: 4 + 8/64 + 32/(64·256) ≈ 4.127 bits per weight. n_in must be a multiple of 64. */
+#define PF_NF4_BLOCK 64      /* weights per absmax                                            */
+#define PF_NF4_DQ_BLOCK 256  /* absmax values per second-level f32 scale                      */
+
+typedef struct pf_nf4_tensor {
+    int64_t n_out, n_in;
+    int64_t n_blocks;        /* n_out · n_in / 64                                             */
+    int64_t n_scales;        /* ceil(n_blocks / 256)                                          */
+    uint8_t *codes;          /* n_out·n_in/2 bytes: weight 2i in the high nibble, 2i+1 low    */
+    uint8_t *absmax_q;       /* n_blocks indices into pf_nf4_dq_map()                         */
+    float *absmax_scale;     /* n_scales: max |absmax - offset| of each 256-block             */
+    float offset;            /* mean of the n_blocks block absmax values                      */
+    /* building state: rows quantized so far and their exact absmax (freed by pf_nf4_finish) */
+    int64_t rows_done;
+    float *absmax_f32;
+    bool ready;              /* pf_nf4_finish done: the tensor can be used                    */
+} pf_nf4_tensor;
+
+/* The 16 NF4 levels (bitsandbytes get_4bit_type("nf4")), -1 ... 0 ... 1, code order. */
+const float *pf_nf4_levels(void);
+/* The 256 values of the signed 8-bit dynamic map (bitsandbytes create_dynamic_map()), sorted. */
+const float *pf_nf4_dq_map(void);
+/* Nearest NF4 code of a value already divided by its block absmax; ties and NaN as bitsandbytes'
+ * CUDA kernel (a value exactly on a midpoint takes the lower code, NaN gives code 0). */
+uint8_t pf_nf4_nearest(float x);
+/* Nearest index of the dynamic map (ties as bitsandbytes' dQuantize: to the even index). */
+uint8_t pf_nf4_dq_nearest(float x);
+
+/* Streaming build: init, then append rows in order (any number at a time, e.g. while reading
+ * a GGUF tensor chunk by chunk), then finish (double quantization once every row is in).
+ * Peak extra memory is 4 bytes per 64 weights (the exact absmax values until finish). */
+int pf_nf4_init(pf_nf4_tensor *t, int64_t n_out, int64_t n_in, pf_error *err);
+int pf_nf4_append_rows(pf_nf4_tensor *t, const float *rows, int64_t n_rows, pf_error *err);
+int pf_nf4_finish(pf_nf4_tensor *t, pf_error *err);
+/* Same as append_rows, the rows split across c's threads. */
+int pf_nf4_append_rows_mt(pf_compute *c, pf_nf4_tensor *t, const float *rows, int64_t n_rows, pf_error *err);
+/* A 2-D GGUF tensor of any weight type (ne = [n_in, n_out]) to NF4: rows dequantized a few MB at a
+ * time from the mapping and quantized in parallel, so the f32 matrix never exists; quantized types
+ * are dequantized first (their rounding is then rounded again). */
+int pf_nf4_quantize_tensor(pf_compute *c, const pf_tensor_info *src, pf_nf4_tensor *t, pf_error *err);
+/* init + append every row + finish. */
+int pf_nf4_quantize(pf_nf4_tensor *t, const float *w, int64_t n_out, int64_t n_in, pf_error *err);
+void pf_nf4_free(pf_nf4_tensor *t);
+/* Rows [r0, r0 + n_rows) as f32 into dst (n_rows · n_in floats). */
+int pf_nf4_dequantize_rows(const pf_nf4_tensor *t, int64_t r0, int64_t n_rows, float *dst, pf_error *err);
+/* Bytes held by a finished tensor (codes, absmax codes, scales, offset). */
+size_t pf_nf4_bytes(const pf_nf4_tensor *t);
+/* Storage bits per weight of a finished tensor (≈ 4.127 for 64/256 blocks). */
+double pf_nf4_bits_per_weight(const pf_nf4_tensor *t);
+
+/* y[n × n_out] = x[n × n_in] · Wᵀ and dx[n × n_in] = g[n × n_out] · W, W dequantized inside the
+ * kernel (never as a whole); AVX2 or scalar per c's kernel table, split across c's threads, no
+ * allocation. y / dx are overwritten. */
+int pf_nf4_matmul(pf_compute *c, const pf_nf4_tensor *w, const float *x, int64_t n, float *y, pf_error *err);
+int pf_nf4_matmul_t(pf_compute *c, const pf_nf4_tensor *w, const float *g, int64_t n, float *dx, pf_error *err);
+
+/* ------------------------------------------------------------------------------------------ */
+/* Hugging Face checkpoint -> GGUF (phiforge convert)                                           */
+/* ------------------------------------------------------------------------------------------ */
+
+/* Converts a Phi3ForCausalLM checkpoint directory (config.json, model.safetensors or the shards of
+ * model.safetensors.index.json in F32/F16/BF16, tokenizer.model — or tokenizer.json without it —,
+ * tokenizer_config.json, added_tokens.json) into a GGUF with the tensor names, shapes, types and
+ * metadata keys llama.cpp's convert_hf_to_gguf.py writes (Phi3MiniModel): 2-D weights in
+ * `outtype`, norms and LongRoPE factors F32, phi3.* hyperparameters incl.
+ * rope.scaling.original_context_length, attention.sliding_window and rope.scaling.attn_factor,
+ * tokenizer.ggml.* with the added-token rules, general.file_type. Tensors are converted one at a
+ * time from the read-only mapping while the file is written. Errors name the file and key. */
+typedef struct pf_convert_params {
+    pf_type outtype;    /* PF_TYPE_F16 (default), F32, BF16 or Q8_0                             */
+    const char *name;   /* general.name; NULL: the directory's base name                          */
+    /* called after each tensor (done of total), may be NULL */
+    void (*progress)(void *user, int64_t done, int64_t total, const char *tensor);
+    void *user;
+} pf_convert_params;
+
+pf_convert_params pf_convert_default_params(void);
+int pf_convert_hf(const char *hf_dir, const char *out_path, const pf_convert_params *p, pf_error *err);
+
+
+/* ------------------------------------------------------------------------------------------ */
 /* Evaluation: RAG, fine-tuning, or both? (src/eval/qa_file.c, src/eval/eval_run.c)            */
 /* ------------------------------------------------------------------------------------------ */
 /* A Q&A file is JSONL, one object per line (blank lines skipped):
@@ -1932,6 +1932,92 @@ typedef int (*pf_eval_item_fn)(void *user, int64_t i, int64_t n, const pf_qa_ite
  * model NULL: extractive) and fills *out. */
 int pf_eval_run(pf_kb *kb, pf_retriever *r, const pf_rag_model *model, const pf_qa_set *qa, int64_t n,
                 const pf_rag_answer_params *p, pf_eval_item_fn on_item, void *user, pf_eval_scores *out, pf_error *err);
+
+/* ------------------------------------------------------------------------------------------ */
+/* LoRA trainer (issue 6)                                                                       */
+/* ------------------------------------------------------------------------------------------ */
+/* Trains LoRA adapters (PEFT semantics: y = W x + s·B(A·drop(x)), s = alpha/r or alpha/sqrt(r)
+ * with rsLoRA, A ~ U(±1/sqrt(n_in)) seeded, B = 0) on a loaded Phi-3 model whose weights stay
+ * in their GGUF type and are only read. Every activation, gradient and optimizer buffer is
+ * allocated at creation: a training step does not allocate. One trainer is used by one thread.
+ * Rows come from the fine-tuning data section (struct pf_train_row: ids, targets (-1: no loss),
+ * per-sample positions and segment numbers of packed rows). */
+struct pf_train_row;
+typedef struct pf_trainer pf_trainer;
+
+enum {  /* pf_train_params.targets: which linear layers get adapters */
+    PF_LORA_QKV = 1, PF_LORA_O = 2, PF_LORA_GATE_UP = 4, PF_LORA_DOWN = 8, PF_LORA_ALL = 15
+};
+
+typedef enum pf_lr_schedule {
+    PF_LR_COSINE = 0,   /* lr·0.5(1 + cos(pi·progress)) after warmup (HF get_cosine_schedule_with_warmup) */
+    PF_LR_LINEAR = 1,   /* lr·(total − step)/(total − warmup) after warmup                               */
+    PF_LR_CONSTANT = 2, /* lr after warmup                                                               */
+} pf_lr_schedule;
+
+typedef struct pf_train_params {
+    int32_t rank;          /* r (16)                                                            */
+    float alpha;           /* (32)                                                              */
+    bool rslora;           /* s = alpha / sqrt(r) instead of alpha / r (false)                  */
+    float dropout;         /* on the adapter input, 0 <= p < 1 (0)                              */
+    uint32_t targets;      /* PF_LORA_* bits (PF_LORA_ALL)                                      */
+    int64_t seq_len;       /* most tokens per row (512)                                         */
+    bool grad_checkpoint;  /* keep only each layer's input; recompute it in backward (false)    */
+    uint64_t seed;         /* adapter init and dropout (42)                                     */
+    int n_threads;         /* <= 0: online CPUs                                                 */
+    pf_isa isa;            /* PF_ISA_AUTO                                                       */
+    /* AdamW (decoupled weight decay, as torch.optim.AdamW) and the schedule */
+    float lr, beta1, beta2, eps, weight_decay; /* 2e-4, 0.9, 0.999, 1e-8, 0                     */
+    float clip;            /* max global gradient norm, <= 0: none (1.0)                        */
+    int64_t warmup;        /* warmup steps (0)                                                  */
+    int64_t total_steps;   /* for the schedule (1)                                              */
+    pf_lr_schedule schedule;
+} pf_train_params;
+
+typedef struct pf_train_step_stats {
+    int64_t step;          /* optimizer steps done after this one                               */
+    double lr;             /* learning rate used                                                */
+    double grad_norm;      /* global norm before clipping                                       */
+    double loss;           /* Σ token losses / tokens over the accumulated batch                */
+    int64_t n_tokens;      /* target tokens of the accumulated batch                            */
+} pf_train_step_stats;
+
+pf_train_params pf_train_default_params(void);
+int pf_trainer_create(const pf_model *m, const pf_train_params *p, pf_trainer **out, pf_error *err);
+void pf_trainer_free(pf_trainer *t);
+/* Forward + backward of one row; gradients accumulate. Token losses are divided by `norm`, the
+ * number of target tokens of the whole accumulated batch (so accumulation equals one big batch).
+ * *loss_sum gets Σ token losses of the row (not divided). */
+int pf_trainer_accumulate(pf_trainer *t, const struct pf_train_row *row, double norm, double *loss_sum,
+                          pf_error *err);
+/* Clip, one AdamW step at the scheduled lr, zero the gradients. loss/n_tokens: what the caller
+ * accumulated (copied into the stats). */
+int pf_trainer_step(pf_trainer *t, double loss_sum, int64_t n_tokens, pf_train_step_stats *st, pf_error *err);
+/* Forward only (no dropout): Σ token losses and target tokens of one row. */
+int pf_trainer_eval(pf_trainer *t, const struct pf_train_row *row, double *loss_sum, int64_t *n_tokens,
+                    pf_error *err);
+int64_t pf_trainer_n_params(const pf_trainer *t);      /* trainable floats                     */
+int64_t pf_trainer_steps_done(const pf_trainer *t);
+double pf_trainer_lr_at(const pf_train_params *p, int64_t step); /* schedule of step (0-based) */
+/* Trainable parameters and their gradients, flat (for tests and checkpoints): per layer, per
+ * adapted module in the order qkv, o, gate_up, down: A (r × n_in) then B (n_out × r). */
+float *pf_trainer_params_data(pf_trainer *t);
+float *pf_trainer_grads_data(pf_trainer *t);
+/* A copy of the adapters as pairs named after their base weight ("blk.0.attn_qkv.weight"); the
+ * caller clears it with pf_lora_weights_clear (the fine-tuning data section). */
+struct pf_lora_weights;
+int pf_trainer_export(const pf_trainer *t, struct pf_lora_weights *out, pf_error *err);
+
+/* Checkpoint: adapters, AdamW moments, step, micro-batch counter (the dropout stream) and the
+ * caller's data position, in one file written to PATH.tmp then renamed. Loading checks that the
+ * file was written by a trainer of the same shape (errors name the field). */
+typedef struct pf_train_position {
+    int64_t epoch;         /* epoch in progress                                                 */
+    int64_t next;          /* index in that epoch's order of the next row                       */
+    int64_t extra[4];      /* free for the caller                                               */
+} pf_train_position;
+int pf_trainer_save(const pf_trainer *t, const char *path, const pf_train_position *pos, pf_error *err);
+int pf_trainer_load(pf_trainer *t, const char *path, pf_train_position *pos, pf_error *err);
 
 #ifdef __cplusplus
 }

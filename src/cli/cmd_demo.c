@@ -5,8 +5,8 @@
  *   1. ingest the pack's documents into a knowledge base;
  *   2. ask three questions (two the documents answer, one they do not) and print the answers with
  *      their sources;
- *   3. fine-tune a LoRA adapter on the pack's training chats (`phiforge finetune`, when this build
- *      has it);
+ *   3. fine-tune a LoRA adapter on the pack's training chats (`phiforge finetune`; the tiny model
+ *      offline: CPU training of Phi-3-mini takes hours);
  *   4. evaluate: the eval table of every mode the models present allow.
  * Models: pulled ones when the cache has them (phi-3-mini-4k-instruct, bge-small-en-v1.5 or
  * all-minilm-l6-v2), else what works offline: BM25 retrieval, extractive answers and the tiny
@@ -22,11 +22,7 @@
 
 #include "cli/cli.h"
 
-/* Defined by the LoRA trainer (src/cli/cmd_finetune.c) when this build has it; NULL otherwise. */
-extern int cmd_finetune(int argc, char **argv) __attribute__((weak));
-
 #define DEMO_TINY "tests/data/phi3-tiny-f16.gguf"
-#define DEMO_TINY_LORA "tests/data/phi3-tiny-lora-r4.gguf"
 #define DEMO_MAX_ARGS 32
 
 enum { DEMO_OPT_QUICK = 800, DEMO_OPT_MODEL, DEMO_OPT_EMBED, DEMO_OPT_WORKDIR, DEMO_OPT_PACK };
@@ -166,15 +162,6 @@ static int demo_finetune(const demo_opts *o, const demo_models *m, const char *w
                          size_t cap) {
     step("3. Fine-tune a LoRA adapter on %s/train.jsonl", o->pack);
     adapter[0] = '\0';
-    if (!cmd_finetune) {
-        printf("phiforge finetune is not part of this build yet: no adapter is trained.\n");
-        if (m->chat_is_tiny && is_file(DEMO_TINY_LORA)) {
-            snprintf(adapter, cap, "%s", DEMO_TINY_LORA);
-            printf("The lora modes below use %s, a random adapter from the test data, to show\n"
-                   "the mechanics of evaluating with and without an adapter.\n", DEMO_TINY_LORA);
-        }
-        return 0;
-    }
     /* CPU training of a 3.8B model takes hours on 2 cores: the demo trains the tiny model, which
      * shows the loop (loss, progress, adapter files) in seconds. */
     const char *base = m->chat_is_tiny || !m->have_chat ? DEMO_TINY : NULL;

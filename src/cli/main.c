@@ -29,6 +29,8 @@ static const pf_command commands[] = {
     {"pull", "download a published GGUF model (phi-3, embedders) into the cache", cmd_pull},
     {"convert", "convert a Hugging Face Phi-3 checkpoint to GGUF", cmd_convert},
     {"bench-nf4", "NF4 kernels (QLoRA base) vs Q8_0 matmul, GB/s and GFLOP/s", cmd_bench_nf4},
+    {"finetune", "train a LoRA adapter on chat / completion / text samples", cmd_finetune},
+    {"bench-train", "LoRA training tokens/s and peak memory", cmd_bench_train},
 };
 
 static void usage(FILE *f) {
