@@ -1294,6 +1294,12 @@ int pf_lookup_add(pf_lookup *l, const int32_t *ids, int64_t n, pf_error *err);
  * Returns their count (0: no match). */
 int64_t pf_lookup_draft(const pf_lookup *l, int32_t *draft, int64_t max);
 
+/* Verifies one draft token against logits: returns the token the sampler chooses (exactly the
+ * draw pf_sampler_sample makes) and sets *accepted when it is the draft. For a deterministic
+ * draft this is the standard speculative-sampling rule (accept x with probability p(x), else
+ * draw from p without x, renormalized), so the output distribution is the sampler's. */
+int32_t pf_sampler_verify(pf_sampler *s, const float *logits, int32_t draft, bool *accepted);
+
 /* Defaults of prompt lookup as `phiforge ask` uses it: n_draft, ngram_min, ngram_max. */
 #define PF_LOOKUP_DEFAULT_N_DRAFT 8
 #define PF_LOOKUP_DEFAULT_NGRAM_MIN 2

@@ -178,8 +178,8 @@ int pf_generate(pf_context *ctx, const pf_tokenizer *tok, pf_sampler *smp, const
                                     /* batch[1 + i_pend] sits at position pos                   */
     while (stop == PF_STOP_NONE) {
         /* The same draw as plain decoding; a draft token is kept iff the draw equals it. */
-        int32_t id = pf_sampler_sample(smp, row);
-        const bool hit = i_pend < n_pend && id == batch[1 + i_pend];
+        bool hit = false;
+        int32_t id = pf_sampler_verify(smp, row, i_pend < n_pend ? batch[1 + i_pend] : -1, &hit);
         if (hit) res->n_accepted++;
         if (pf_token_is_eog(tok, id)) {
             stop = PF_STOP_EOG;
