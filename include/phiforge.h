@@ -1331,6 +1331,41 @@ int pf_context_save_prefix(pf_context *ctx, const int32_t *ids, int64_t n, const
 int pf_context_load_prefix(pf_context *ctx, const int32_t *ids, int64_t n, const char *path, int64_t *n_restored,
                            pf_error *err);
 
+/* Prompt-lookup benchmark on a RAG workload (phiforge bench-lookup, src/bench/bench_lookup.c):
+ * a chat prompt of numbered passages (prose paragraphs of the source files, up to
+ * prompt_tokens) and a reference answer that quotes some of them between sentences of its own.
+ * The answer is teacher-forced: plain decoding runs one forward per answer token; lookup runs
+ * pf_generate's algorithm (draft from pf_lookup, one forward of [token, draft] with every row's
+ * logits, the sampler on each row used) and accepts a draft token iff it equals the next answer
+ * token. Every forward is the real full-size computation; only the acceptance decision comes
+ * from the reference answer (a random-weight model does not quote its prompt). */
+typedef struct pf_bench_lookup_params {
+    const char *const *sources; /* text / markdown files whose prose paragraphs are the passages */
+    int n_sources;
+    int64_t prompt_tokens;      /* 1500                                                         */
+    int64_t answer_tokens;      /* 200                                                          */
+    int32_t n_draft, ngram_min, ngram_max; /* 0: PF_LOOKUP_DEFAULT_*                            */
+    int n_threads;              /* <= 0: online CPUs                                            */
+    int reps;                   /* 1: plain and lookup runs alternate rep by rep                 */
+    uint64_t seed;              /* which paragraph the passages start from (1)                  */
+} pf_bench_lookup_params;
+
+typedef struct pf_bench_lookup_result {
+    int n_threads, reps;
+    int32_t n_draft, ngram_min, ngram_max;
+    int64_t n_prompt, n_answer, n_quoted; /* n_quoted: answer tokens inside quotes (estimate) */
+    double prompt_s;
+    double plain_tps_best, plain_tps_median, lookup_tps_best, lookup_tps_median;
+    int64_t n_forward, n_drafted, n_accepted; /* of the last lookup run                        */
+    int batch_n[8];             /* forward of batch_n[i] tokens after the prompt took          */
+    double batch_ms[8];         /* batch_ms[i] (best of 2, logits of every row)                */
+    int n_batch_points;
+} pf_bench_lookup_result;
+
+pf_bench_lookup_params pf_bench_lookup_default_params(void);
+int pf_bench_lookup(const char *model_path, const pf_bench_lookup_params *p, pf_bench_lookup_result *out,
+                    pf_error *err);
+
 #ifdef __cplusplus
 }
 #endif

@@ -29,6 +29,7 @@ int cmd_ingest(int argc, char **argv);
 int cmd_search(int argc, char **argv);
 int cmd_kb(int argc, char **argv);
 int cmd_bench_search(int argc, char **argv);
+int cmd_bench_lookup(int argc, char **argv);
 
 /* Prints "phiforge <cmd>: <message>" to stderr; returns 1 (the exit status for failures). */
 int cli_fail(const char *cmd, const pf_error *err);

@@ -19,6 +19,7 @@ static const pf_command commands[] = {
     {"search", "retrieve passages from a knowledge base", cmd_search},
     {"kb", "knowledge base stats, list, rm", cmd_kb},
     {"bench-search", "search latency (p50/p99) at 100k chunks", cmd_bench_search},
+    {"bench-lookup", "generation speed with / without prompt lookup on a RAG workload", cmd_bench_lookup},
     {"bench-kernels", "benchmark matvec/matmul kernels against memory bandwidth", cmd_bench_kernels},
 };
 
