@@ -24,6 +24,7 @@
 #include "phiforge.h"
 
 #define MAX_ANSWER 4096
+#define SEGMENTS 5 /* plain and lookup alternate over this many pieces of the answer */
 
 static double now_s(void) {
     struct timespec ts;
@@ -201,19 +202,20 @@ done:
 
 /* ---- the two decoders ------------------------------------------------------------------------ */
 
-/* Plain teacher-forced decoding of the answer after the prompt (cache holds n_prompt). */
-static int run_plain(pf_context *ctx, pf_sampler *smp, const workload *w, float *logits, double *secs, pf_error *err) {
+/* Plain teacher-forced decoding of answer tokens [i0, i1) (the cache holds everything before). */
+static int run_plain(pf_context *ctx, pf_sampler *smp, const workload *w, int64_t i0, int64_t i1, float *logits,
+                     double *secs, pf_error *err) {
     double t0 = now_s();
-    int64_t pos = w->n_prompt;
-    int32_t last = w->prompt[w->n_prompt - 1];
-    for (int64_t i = 0; i < w->n_answer; i++) {
-        int rc = pf_decode(ctx, &last, 1, pos - 1, logits, PF_LOGITS_LAST, err);
+    int64_t pos = w->n_prompt - 1 + i0; /* position of `last` */
+    int32_t last = i0 == 0 ? w->prompt[w->n_prompt - 1] : w->answer[i0 - 1];
+    for (int64_t i = i0; i < i1; i++) {
+        int rc = pf_decode(ctx, &last, 1, pos, logits, PF_LOGITS_LAST, err);
         if (rc != PF_OK) return rc;
         (void)pf_sampler_sample(smp, logits); /* what plain decoding spends on choosing a token */
         last = w->answer[i];
         pos++;
     }
-    *secs = now_s() - t0;
+    *secs += now_s() - t0;
     return PF_OK;
 }
 
@@ -221,21 +223,23 @@ typedef struct lookup_counts {
     int64_t forwards, drafted, accepted;
 } lookup_counts;
 
-/* The same answer with prompt lookup (pf_generate's algorithm, acceptance by the reference). */
+/* Answer tokens [i0, i1) with prompt lookup (pf_generate's algorithm, acceptance by the
+ * reference); the lookup index holds the prompt and the answer before i0. */
 static int run_lookup(pf_context *ctx, pf_sampler *smp, pf_lookup *lk, const workload *w, const pf_gen_params *gp,
-                      float *logits, int32_t *batch, double *secs, lookup_counts *c, pf_error *err) {
+                      int64_t i0, int64_t i1, float *logits, int32_t *batch, double *secs, lookup_counts *c,
+                      pf_error *err) {
     const int64_t n_vocab = pf_model_get_hparams(pf_context_model(ctx))->n_vocab;
-    memset(c, 0, sizeof *c);
     pf_lookup_reset(lk);
-    int rc = pf_lookup_add(lk, w->prompt, w->n_prompt - 1, err);
+    int rc = pf_lookup_add(lk, w->prompt, w->n_prompt - (i0 == 0), err);
+    if (rc == PF_OK && i0 > 0) rc = pf_lookup_add(lk, w->answer, i0 - 1, err);
     if (rc != PF_OK) return rc;
     double t0 = now_s();
-    int64_t done = 0; /* answer tokens emitted */
-    int32_t last = w->prompt[w->n_prompt - 1];
-    int64_t pos = w->n_prompt - 1; /* position of `last` */
-    while (done < w->n_answer) {
+    int64_t done = i0; /* answer tokens emitted */
+    int32_t last = i0 == 0 ? w->prompt[w->n_prompt - 1] : w->answer[i0 - 1];
+    int64_t pos = w->n_prompt - 1 + i0; /* position of `last` */
+    while (done < i1) {
         if ((rc = pf_lookup_add(lk, &last, 1, err)) != PF_OK) return rc;
-        int64_t room = w->n_answer - done - 1, k = gp->n_draft < room ? gp->n_draft : room;
+        int64_t room = i1 - done - 1, k = gp->n_draft < room ? gp->n_draft : room;
         k = k > 0 ? pf_lookup_draft(lk, batch + 1, k) : 0;
         batch[0] = last;
         rc = pf_decode(ctx, batch, k + 1, pos, logits, k > 0 ? PF_LOGITS_ALL : PF_LOGITS_LAST, err);
@@ -247,10 +251,10 @@ static int run_lookup(pf_context *ctx, pf_sampler *smp, pf_lookup *lk, const wor
         for (int64_t r = 0; r < a; r++)
             if ((rc = pf_lookup_add(lk, &w->answer[done + r], 1, err)) != PF_OK) return rc;
         c->accepted += a;
-        done += a + 1;                   /* the accepted tokens and the one from row a */
+        done += a + 1; /* the accepted tokens and the one from row a */
         last = w->answer[done - 1], pos += a + 1;
     }
-    *secs = now_s() - t0;
+    *secs += now_s() - t0;
     return PF_OK;
 }
 
@@ -324,10 +328,16 @@ int pf_bench_lookup(const char *model_path, const pf_bench_lookup_params *params
         out->batch_n[i] = sizes[i], out->batch_ms[i] = best * 1e3;
     }
     out->n_batch_points = 6;
+    /* The machine's load drifts over seconds: plain and lookup alternate segment by segment
+     * (SEGMENTS pieces of the answer), so both see the same conditions. */
     lookup_counts lc = {0};
-    for (int r = 0; r < p.reps && rc == PF_OK; r++) { /* alternate, so drifts in load hit both */
-        rc = run_plain(ctx, smp, &w, logits, &ts_plain[r], err);
-        if (rc == PF_OK) rc = run_lookup(ctx, smp, lk, &w, &gp, logits, batch, &ts_lookup[r], &lc, err);
+    for (int r = 0; r < p.reps && rc == PF_OK; r++) {
+        memset(&lc, 0, sizeof lc);
+        for (int s = 0; s < SEGMENTS && rc == PF_OK; s++) {
+            const int64_t i0 = w.n_answer * s / SEGMENTS, i1 = w.n_answer * (s + 1) / SEGMENTS;
+            rc = run_plain(ctx, smp, &w, i0, i1, logits, &ts_plain[r], err);
+            if (rc == PF_OK) rc = run_lookup(ctx, smp, lk, &w, &gp, i0, i1, logits, batch, &ts_lookup[r], &lc, err);
+        }
     }
     if (rc != PF_OK) goto done;
     qsort(ts_plain, (size_t)p.reps, sizeof *ts_plain, cmp_double);
