@@ -1346,7 +1346,7 @@ typedef struct pf_bench_lookup_params {
     int64_t answer_tokens;      /* 200                                                          */
     int32_t n_draft, ngram_min, ngram_max; /* 0: PF_LOOKUP_DEFAULT_*                            */
     int n_threads;              /* <= 0: online CPUs                                            */
-    int reps;                   /* 1: plain and lookup runs alternate rep by rep                 */
+    int reps;                   /* 1; in each, plain and lookup alternate over 5 answer segments */
     uint64_t seed;              /* which paragraph the passages start from (1)                  */
 } pf_bench_lookup_params;
 
