@@ -538,6 +538,9 @@ typedef struct pf_gen_params {
     void *user;
     int32_t *out_ids;         /* optional: generated ids (no EOG), min(n_gen, out_cap) of them  */
     int64_t out_cap;
+    int32_t n_draft;          /* prompt-lookup speculative decoding: most draft tokens per      */
+                              /* forward pass; 0: off (see pf_lookup below)                      */
+    int32_t ngram_min, ngram_max; /* n-gram lengths matched for drafts; 0: 2 and 4              */
 } pf_gen_params;
 
 typedef struct pf_gen_result {
@@ -545,6 +548,9 @@ typedef struct pf_gen_result {
     int64_t n_prompt;         /* prompt tokens decoded (n_prompt - n_cached)                   */
     int64_t n_gen;            /* tokens generated, the EOG that ended it not counted           */
     double prompt_ms, gen_ms; /* prompt decoding; sampling + decoding of the generated tokens  */
+    int64_t n_drafted;        /* prompt lookup: draft tokens decoded for verification           */
+    int64_t n_accepted;       /* of which were kept (they are part of n_gen)                    */
+    int64_t n_forward;        /* forward passes after the prompt (plain: about n_gen)           */
 } pf_gen_result;
 
 pf_gen_params pf_gen_default_params(void);
@@ -2018,6 +2024,106 @@ typedef struct pf_train_position {
 } pf_train_position;
 int pf_trainer_save(const pf_trainer *t, const char *path, const pf_train_position *pos, pf_error *err);
 int pf_trainer_load(pf_trainer *t, const char *path, pf_train_position *pos, pf_error *err);
+
+/* ------------------------------------------------------------------------------------------ */
+/* Prompt-lookup speculative decoding and prefix KV caching                                     */
+/* ------------------------------------------------------------------------------------------ */
+/* Prompt lookup (pf_gen_params.n_draft > 0): before each forward pass of generation, the last
+ * ngram_max..ngram_min tokens of prompt + output are looked up in the earlier tokens; what
+ * followed their most recent occurrence (up to n_draft tokens) is the draft. One pf_decode of
+ * [last token, draft] gives the logits of every position; the sampler then draws each next
+ * token exactly as plain decoding would (same penalty window, same PRNG draws) and a draft token
+ * is kept while the draw equals it. For a deterministic draft this is the standard speculative
+ * acceptance rule: the draft token x is accepted with probability p(x) and, when rejected, the
+ * token comes from p with x removed and renormalized, because a draw from p that is not x is
+ * distributed exactly so. Output (greedy or seeded sampling) is therefore the one plain decoding
+ * gives, up to the float rounding of a batched forward versus single-token ones; the KV cache
+ * is rewound past rejected tokens. */
+typedef struct pf_lookup pf_lookup;
+
+/* An index of up to `cap` tokens, matching n-grams of ngram_min..ngram_max (1 <= min <= max <= 64). */
+int pf_lookup_create(int64_t cap, int32_t ngram_min, int32_t ngram_max, pf_lookup **out, pf_error *err);
+void pf_lookup_free(pf_lookup *l);
+void pf_lookup_reset(pf_lookup *l);                /* forgets every token                   */
+int64_t pf_lookup_n_tokens(const pf_lookup *l);
+/* Appends ids[0..n) to the sequence; PF_ERR_ARG beyond the capacity. */
+int pf_lookup_add(pf_lookup *l, const int32_t *ids, int64_t n, pf_error *err);
+/* Writes up to `max` draft tokens: those that followed the most recent earlier occurrence of the
+ * longest suffix of the sequence (ngram_max tokens down to ngram_min) that occurred before.
+ * Returns their count (0: no match). */
+int64_t pf_lookup_draft(const pf_lookup *l, int32_t *draft, int64_t max);
+
+/* Verifies one draft token against logits: returns the token the sampler chooses (exactly the
+ * draw pf_sampler_sample makes) and sets *accepted when it is the draft. For a deterministic
+ * draft this is the standard speculative-sampling rule (accept x with probability p(x), else
+ * draw from p without x, renormalized), so the output distribution is the sampler's. */
+int32_t pf_sampler_verify(pf_sampler *s, const float *logits, int32_t draft, bool *accepted);
+
+/* Defaults of prompt lookup as `phiforge ask` uses it: n_draft, ngram_min, ngram_max. */
+#define PF_LOOKUP_DEFAULT_N_DRAFT 8
+#define PF_LOOKUP_DEFAULT_NGRAM_MIN 2
+#define PF_LOOKUP_DEFAULT_NGRAM_MAX 4
+
+/* Sets n_draft / ngram_min / ngram_max of p to the defaults above (turns lookup on). */
+void pf_gen_params_lookup_defaults(pf_gen_params *p);
+
+/* Forgets the KV cache from position n on (n <= pf_context_n_past). */
+int pf_context_truncate(pf_context *ctx, int64_t n, pf_error *err);
+
+/* 64-bit fingerprint of what the KV rows of a context depend on: the model (hyperparameters,
+ * tensor names, types, shapes and a sample of every tensor's bytes), the context (KV type, which
+ * RoPE factors) and the attached LoRA adapters (same sample of their tensors, scales). */
+uint64_t pf_context_fingerprint(const pf_context *ctx);
+
+/* Prefix KV cache file ("PFKVPFX1"): header (version, fingerprint, KV type, layer / kv head /
+ * head_dim, token count), the token ids, then per layer and kv head the K rows (n × head_dim)
+ * and the V columns (head_dim × n) in the cache's element type, and a checksum of everything.
+ * Save writes the KV rows of positions [0, n) with their token ids ids[0..n) (which must be
+ * what the cache holds: n <= pf_context_n_past) to PATH.tmp, fsyncs and renames it to PATH. */
+int pf_context_save_prefix(pf_context *ctx, const int32_t *ids, int64_t n, const char *path, pf_error *err);
+/* Restores into ctx the longest common prefix of the stored ids and ids[0..n) (at most n_ctx
+ * positions): *n_restored positions, and pf_context_n_past becomes that. PF_ERR_FORMAT for a
+ * truncated / corrupt / hostile file, PF_ERR_UNSUPPORTED for a cache of another model,
+ * context setting or adapter set (fingerprint mismatch), PF_ERR_IO / PF_ERR_NOT_FOUND when it
+ * cannot be read; on any error the context's cache is emptied (n_past 0) and *n_restored is 0.
+ * To generate after a full restore pass n_cached = min(*n_restored, n_prompt - 1). */
+int pf_context_load_prefix(pf_context *ctx, const int32_t *ids, int64_t n, const char *path, int64_t *n_restored,
+                           pf_error *err);
+
+/* Prompt-lookup benchmark on a RAG workload (phiforge bench-lookup, src/bench/bench_lookup.c):
+ * a chat prompt of numbered passages (prose paragraphs of the source files, up to
+ * prompt_tokens) and a reference answer that quotes some of them between sentences of its own.
+ * The answer is teacher-forced: plain decoding runs one forward per answer token; lookup runs
+ * pf_generate's algorithm (draft from pf_lookup, one forward of [token, draft] with every row's
+ * logits, the sampler on each row used) and accepts a draft token iff it equals the next answer
+ * token. Every forward is the real full-size computation; only the acceptance decision comes
+ * from the reference answer (a random-weight model does not quote its prompt). */
+typedef struct pf_bench_lookup_params {
+    const char *const *sources; /* text / markdown files whose prose paragraphs are the passages */
+    int n_sources;
+    int64_t prompt_tokens;      /* 1500                                                         */
+    int64_t answer_tokens;      /* 200                                                          */
+    int32_t n_draft, ngram_min, ngram_max; /* 0: PF_LOOKUP_DEFAULT_*                            */
+    int n_threads;              /* <= 0: online CPUs                                            */
+    int reps;                   /* 1; in each, plain and lookup alternate over 5 answer segments */
+    uint64_t seed;              /* which paragraph the passages start from (1)                  */
+} pf_bench_lookup_params;
+
+typedef struct pf_bench_lookup_result {
+    int n_threads, reps;
+    int32_t n_draft, ngram_min, ngram_max;
+    int64_t n_prompt, n_answer, n_quoted; /* n_quoted: answer tokens inside quotes (estimate) */
+    double prompt_s;
+    double plain_tps_best, plain_tps_median, lookup_tps_best, lookup_tps_median;
+    int64_t n_forward, n_drafted, n_accepted; /* of the last lookup run                        */
+    int batch_n[8];             /* forward of batch_n[i] tokens after the prompt took          */
+    double batch_ms[8];         /* batch_ms[i] (best of 2, logits of every row)                */
+    int n_batch_points;
+} pf_bench_lookup_result;
+
+pf_bench_lookup_params pf_bench_lookup_default_params(void);
+int pf_bench_lookup(const char *model_path, const pf_bench_lookup_params *p, pf_bench_lookup_result *out,
+                    pf_error *err);
 
 #ifdef __cplusplus
 }

@@ -40,6 +40,7 @@ int cmd_bench_nf4(int argc, char **argv);
 int cmd_convert(int argc, char **argv);
 int cmd_finetune(int argc, char **argv);
 int cmd_bench_train(int argc, char **argv);
+int cmd_bench_lookup(int argc, char **argv);
 
 /* Prints "phiforge <cmd>: <message>" to stderr; returns 1 (the exit status for failures). */
 int cli_fail(const char *cmd, const pf_error *err);

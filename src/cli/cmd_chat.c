@@ -30,6 +30,7 @@ static int run(gen_cli *g) {
     pf_gen_params gp = pf_gen_default_params();
     gp.max_tokens = g->n_predict;
     gp.stop = g->stop, gp.n_stop = g->n_stop;
+    gp.n_draft = g->n_draft;
     gp.on_text = gen_cli_print;
     pf_gen_result total = {0};
     char *line = NULL;

@@ -39,7 +39,9 @@ void gen_cli_usage(FILE *f) {
                "      --presence-penalty P  subtract P from a recent token's logit (default 0)\n"
                "      --stop STR            stop when STR appears (not printed); repeatable\n"
                "      --lora FILE           LoRA adapter: llama.cpp GGUF or PEFT dir; repeatable, adapters add\n"
-               "      --lora-scale S        scale of the preceding --lora (default 1.0)\n");
+               "      --lora-scale S        scale of the preceding --lora (default 1.0)\n"
+               "      --draft N             prompt-lookup speculative decoding: up to N tokens drafted\n"
+               "                            from the prompt per forward; same output (default 0 = off)\n");
 }
 
 static int parse_f(const gen_cli *g, const char *name, const char *arg, float *out) {
@@ -67,6 +69,7 @@ int gen_cli_option(gen_cli *g, int c, const char *arg) {
     switch (c) {
     case 'm': g->model = arg; return 1;
     case GEN_OPT_SYSTEM: g->system = arg; return 1;
+    case GEN_OPT_DRAFT: r = parse_i(g, "--draft", arg, 0, &v), g->n_draft = (int32_t)(v > 256 ? 256 : v); return r;
     case 'n': r = parse_i(g, "-n", arg, -1, &v), g->n_predict = v; return r;
     case 't': r = parse_i(g, "-t", arg, 0, &v), g->threads = (int)v; return r;
     case 'c': r = parse_i(g, "-c", arg, 1, &v), g->n_ctx = v; return r;
@@ -146,6 +149,9 @@ void gen_cli_timings(const gen_cli *g, const pf_gen_result *r) {
     fprintf(stderr, "generation: %lld tokens in %.1f ms (%.1f tok/s), stop: %s, seed %llu\n", (long long)r->n_gen,
             r->gen_ms, r->gen_ms > 0 ? 1e3 * (double)r->n_gen / r->gen_ms : 0.0, pf_stop_reason_str(r->stop),
             (unsigned long long)g->sp.seed);
+    if (r->n_drafted > 0)
+        fprintf(stderr, "lookup: %lld forwards, %lld of %lld drafted tokens accepted\n", (long long)r->n_forward,
+                (long long)r->n_accepted, (long long)r->n_drafted);
 }
 
 /* ---- phiforge generate ------------------------------------------------------------------------ */
@@ -207,6 +213,7 @@ static int run(gen_cli *g, const gen_opts *o) {
     pf_gen_params gp = pf_gen_default_params();
     gp.max_tokens = g->n_predict;
     gp.stop = g->stop, gp.n_stop = g->n_stop;
+    gp.n_draft = g->n_draft;
     gp.on_text = o->print_ids ? NULL : gen_cli_print;
     gp.out_cap = pf_context_n_ctx(g->ctx);
     if (o->print_ids && !(gp.out_ids = out = malloc((size_t)gp.out_cap * sizeof *out))) {

@@ -22,6 +22,7 @@ static const pf_command commands[] = {
     {"eval", "RAG vs LoRA vs both: exact match, F1, citations, recall@k on a Q&A file", cmd_eval},
     {"demo", "the main job end to end on the industry pack: ingest, ask, fine-tune, eval", cmd_demo},
     {"bench-search", "search latency (p50/p99) at 100k chunks", cmd_bench_search},
+    {"bench-lookup", "generation speed with / without prompt lookup on a RAG workload", cmd_bench_lookup},
     {"bench-kernels", "benchmark matvec/matmul kernels against memory bandwidth", cmd_bench_kernels},
     {"data", "load a fine-tuning dataset: rows, loss tokens, packing, split", cmd_data},
     {"merge", "bake LoRA adapters (GGUF or PEFT) into a model's weights", cmd_merge},

@@ -14,6 +14,7 @@
 enum {
     GEN_OPT_TEMP = 300, GEN_OPT_SEED, GEN_OPT_TOP_K, GEN_OPT_TOP_P, GEN_OPT_MIN_P, GEN_OPT_REPEAT,
     GEN_OPT_REPEAT_N, GEN_OPT_FREQ, GEN_OPT_PRES, GEN_OPT_STOP, GEN_OPT_SYSTEM, GEN_OPT_LORA, GEN_OPT_LORA_SCALE,
+    GEN_OPT_DRAFT,
 };
 
 /* Short options and getopt_long entries of the shared options (put them in each command's table). */
@@ -28,7 +29,8 @@ enum {
     {"frequency-penalty", required_argument, 0, GEN_OPT_FREQ},                                               \
     {"presence-penalty", required_argument, 0, GEN_OPT_PRES}, {"stop", required_argument, 0, GEN_OPT_STOP},  \
     {"system", required_argument, 0, GEN_OPT_SYSTEM}, {"lora", required_argument, 0, GEN_OPT_LORA},          \
-    {"lora-scale", required_argument, 0, GEN_OPT_LORA_SCALE}, {"help", no_argument, 0, 'h'}
+    {"lora-scale", required_argument, 0, GEN_OPT_LORA_SCALE}, {"draft", required_argument, 0, GEN_OPT_DRAFT},   \
+    {"help", no_argument, 0, 'h'}
 
 typedef struct gen_cli {
     const char *cmd; /* "generate" or "chat", for messages */
@@ -42,6 +44,7 @@ typedef struct gen_cli {
     const char *lora_path[GEN_CLI_MAX_LORA];
     float lora_scale[GEN_CLI_MAX_LORA];
     int n_lora;
+    int32_t n_draft; /* --draft: prompt-lookup draft tokens per forward, 0 = off */
     /* filled by gen_cli_load */
     pf_lora *lora[GEN_CLI_MAX_LORA];
     pf_model *m;

@@ -1,5 +1,7 @@
 /* Generation loop: prompt decode, then sample -> stream text -> decode, until an end-of-
- * generation token, max_tokens, a stop string, a full context or the callback says stop. */
+ * generation token, max_tokens, a stop string, a full context or the callback says stop. With
+ * prompt lookup (n_draft > 0) each decode is a batch [token, draft...] (lookup.c) whose rows
+ * of logits the sampler walks while its draws agree with the draft. */
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -7,6 +9,13 @@
 #include "generate/sampler_internal.h"
 
 pf_gen_params pf_gen_default_params(void) { return (pf_gen_params){0}; }
+
+void pf_gen_params_lookup_defaults(pf_gen_params *p) {
+    if (!p) return;
+    p->n_draft = PF_LOOKUP_DEFAULT_N_DRAFT;
+    p->ngram_min = PF_LOOKUP_DEFAULT_NGRAM_MIN;
+    p->ngram_max = PF_LOOKUP_DEFAULT_NGRAM_MAX;
+}
 
 const char *pf_stop_reason_str(pf_stop_reason r) {
     switch (r) {
@@ -19,6 +28,8 @@ const char *pf_stop_reason_str(pf_stop_reason r) {
     }
     return "unknown";
 }
+
+#define PF_MAX_DRAFT 256 /* most draft tokens per verification pass */
 
 static double now_ms(void) {
     struct timespec ts;
@@ -85,6 +96,13 @@ static int check_args(pf_context *ctx, const pf_tokenizer *tok, const pf_sampler
     if (p->n_cached < 0 || p->n_cached >= n_prompt || p->n_cached > pf_context_n_past(ctx))
         return pf_error_set(err, PF_ERR_ARG, "pf_generate: n_cached %lld outside [0, min(%lld, %lld)]",
                             (long long)p->n_cached, (long long)n_prompt - 1, (long long)pf_context_n_past(ctx));
+    if (p->n_draft < 0 || p->n_draft > PF_MAX_DRAFT)
+        return pf_error_set(err, PF_ERR_ARG, "pf_generate: n_draft %d outside [0, %d]", (int)p->n_draft, PF_MAX_DRAFT);
+    const int32_t gmin = p->ngram_min ? p->ngram_min : PF_LOOKUP_DEFAULT_NGRAM_MIN;
+    const int32_t gmax = p->ngram_max ? p->ngram_max : PF_LOOKUP_DEFAULT_NGRAM_MAX;
+    if (p->n_draft > 0 && (gmin < 1 || gmax < gmin || gmax > 64))
+        return pf_error_set(err, PF_ERR_ARG, "pf_generate: need 1 <= ngram_min (%d) <= ngram_max (%d) <= 64", (int)gmin,
+                            (int)gmax);
     if (p->n_stop < 0 || (p->n_stop > 0 && !p->stop))
         return pf_error_set(err, PF_ERR_ARG, "pf_generate: bad stop string list");
     *max_stop = 0;
@@ -105,6 +123,16 @@ static pf_stop_reason push_text(pf_detok_stream *ds, holdback *h, int32_t id, bo
     return drain(h, flush);
 }
 
+/* Draft tokens worth decoding after the token at position `pos`: the draft and the token after
+ * it must fit in the context, and with max_tokens only tokens that can still be emitted count
+ * (the token sampled from the last draft row is the (k+1)-th after the current one). */
+static int64_t draft_room(const pf_gen_params *p, int64_t n_ctx, int64_t pos, int64_t n_gen) {
+    int64_t k = p->n_draft;
+    if (k > n_ctx - pos - 1) k = n_ctx - pos - 1;
+    if (p->max_tokens > 0 && k > p->max_tokens - n_gen - 1) k = p->max_tokens - n_gen - 1;
+    return k < 0 ? 0 : k;
+}
+
 int pf_generate(pf_context *ctx, const pf_tokenizer *tok, pf_sampler *smp, const int32_t *prompt, int64_t n_prompt,
                 const pf_gen_params *p, pf_gen_result *res, pf_error *err) {
     pf_gen_params defaults = pf_gen_default_params();
@@ -115,12 +143,21 @@ int pf_generate(pf_context *ctx, const pf_tokenizer *tok, pf_sampler *smp, const
     size_t max_stop = 0;
     int rc = check_args(ctx, tok, smp, prompt, n_prompt, p, &max_stop, err);
     if (rc != PF_OK) return rc;
-    const int64_t n_vocab = smp->n_vocab, n_ctx = pf_context_n_ctx(ctx);
-    float *logits = malloc((size_t)n_vocab * sizeof *logits);
+    const int64_t n_vocab = smp->n_vocab, n_ctx = pf_context_n_ctx(ctx), n_rows = (int64_t)p->n_draft + 1;
+    /* With lookup, one row of logits per token of a verification batch [token, draft...]. */
+    float *logits = malloc((size_t)(n_rows * n_vocab) * sizeof *logits);
+    int32_t *batch = malloc((size_t)n_rows * sizeof *batch);
     holdback h = {.buf = malloc(max_stop + (size_t)pf_detok_stream_max(tok) + 8), .p = p};
-    if (!logits || !h.buf) {
+    pf_lookup *lk = NULL;
+    if (!logits || !batch || !h.buf) {
         rc = pf_error_set(err, PF_ERR_NOMEM, "pf_generate: out of memory");
         goto done;
+    }
+    if (p->n_draft > 0) {
+        rc = pf_lookup_create(n_ctx + 1, p->ngram_min ? p->ngram_min : PF_LOOKUP_DEFAULT_NGRAM_MIN,
+                              p->ngram_max ? p->ngram_max : PF_LOOKUP_DEFAULT_NGRAM_MAX, &lk, err);
+        if (rc == PF_OK) rc = pf_lookup_add(lk, prompt, n_prompt, err);
+        if (rc != PF_OK) goto done;
     }
     pf_sampler_clear_history(smp); /* the penalty window starts from the prompt, as in llama.cpp */
     for (int64_t i = 0; i < n_prompt; i++) pf_sampler_accept(smp, prompt[i]);
@@ -135,8 +172,15 @@ int pf_generate(pf_context *ctx, const pf_tokenizer *tok, pf_sampler *smp, const
     pf_detok_stream ds;
     pf_detok_stream_init(&ds, tok, false, p->strip_first_space);
     pf_stop_reason stop = PF_STOP_NONE;
+    const float *row = logits;  /* the logits that predict the token at position pos        */
+    int64_t pos = n_prompt;     /* where the next sampled token goes = positions kept so far */
+    int64_t n_pend = 0, i_pend = 0; /* draft tokens batch[1..n_pend] decoded after row's token; */
+                                    /* batch[1 + i_pend] sits at position pos                   */
     while (stop == PF_STOP_NONE) {
-        int32_t id = pf_sampler_sample(smp, logits);
+        /* The same draw as plain decoding; a draft token is kept iff the draw equals it. */
+        bool hit = false;
+        int32_t id = pf_sampler_verify(smp, row, i_pend < n_pend ? batch[1 + i_pend] : -1, &hit);
+        if (hit) res->n_accepted++;
         if (pf_token_is_eog(tok, id)) {
             stop = PF_STOP_EOG;
             break;
@@ -144,13 +188,31 @@ int pf_generate(pf_context *ctx, const pf_tokenizer *tok, pf_sampler *smp, const
         pf_sampler_accept(smp, id);
         if (p->out_ids && res->n_gen < p->out_cap) p->out_ids[res->n_gen] = id;
         res->n_gen++;
+        if (lk && (rc = pf_lookup_add(lk, &id, 1, err)) != PF_OK) break;
         stop = push_text(&ds, &h, id, false);
         if (stop != PF_STOP_NONE) break;
         if (p->max_tokens > 0 && res->n_gen >= p->max_tokens) stop = PF_STOP_MAX_TOKENS;
-        else if (pf_context_n_past(ctx) >= n_ctx) stop = PF_STOP_CTX_FULL;
-        else rc = pf_decode(ctx, &id, 1, pf_context_n_past(ctx), logits, PF_LOGITS_LAST, err);
+        else if (pos >= n_ctx) stop = PF_STOP_CTX_FULL;
+        if (stop != PF_STOP_NONE) break;
+        if (hit) { /* its K/V are in the cache already and its logits are the next row */
+            i_pend++, pos++;
+            row += n_vocab;
+            continue;
+        }
+        /* Decode the token (and a fresh draft after it) at pos; positions of rejected draft
+         * tokens beyond pos are overwritten (pf_decode rewinds to pos). */
+        int64_t k = lk ? draft_room(p, n_ctx, pos, res->n_gen) : 0;
+        if (k > 0) k = pf_lookup_draft(lk, batch + 1, k);
+        batch[0] = id;
+        rc = pf_decode(ctx, batch, k + 1, pos, logits, k > 0 ? PF_LOGITS_ALL : PF_LOGITS_LAST, err);
         if (rc != PF_OK) break;
+        res->n_forward++;
+        res->n_drafted += k;
+        row = logits;
+        n_pend = k, i_pend = 0, pos++;
     }
+    /* As after plain decoding, the cache holds everything before the last token sampled. */
+    if (rc == PF_OK && pf_context_n_past(ctx) > pos) rc = pf_context_truncate(ctx, pos, err);
     /* Natural ends release what was held back (and an incomplete UTF-8 tail as U+FFFD). */
     if (rc == PF_OK && stop != PF_STOP_STRING && stop != PF_STOP_CALLBACK) {
         pf_stop_reason last = push_text(&ds, &h, 0, true);
@@ -159,7 +221,9 @@ int pf_generate(pf_context *ctx, const pf_tokenizer *tok, pf_sampler *smp, const
     res->stop = stop;
     res->gen_ms = now_ms() - t1;
 done:
+    pf_lookup_free(lk);
     free(logits);
+    free(batch);
     free(h.buf);
     return rc;
 }

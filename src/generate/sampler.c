@@ -143,3 +143,14 @@ int64_t pf_sampler_candidates(pf_sampler *s, const float *logits, int32_t *ids, 
     }
     return n;
 }
+
+/* Speculative verification with a deterministic draft (q(x) = 1): the standard rule accepts x
+ * with probability min(1, p(x) / q(x)) = p(x) and otherwise draws from max(0, p - q) normalized,
+ * i.e. from p with x removed. One draw from p does both at once: it is x with probability p(x),
+ * and given that it is not x it is distributed as p without x. Using the plain draw also keeps
+ * the PRNG in step with plain decoding, so a seed gives the same tokens with or without drafts. */
+int32_t pf_sampler_verify(pf_sampler *s, const float *logits, int32_t draft, bool *accepted) {
+    int32_t id = pf_sampler_sample(s, logits);
+    if (accepted) *accepted = id >= 0 && id == draft;
+    return id;
+}

@@ -51,12 +51,15 @@ static void attend(const att_job *job, int64_t t, int64_t h, float *scratch) {
 }
 
 /* Thread ith takes pairs ith, ith + nth, ...: rows of a batch have growing causal spans, so
- * interleaving balances the work. */
+ * interleaving balances the work. Pairs are numbered head-major (all rows of head 0, then of
+ * head 1, ...), so the rows of a batch that share a kv head run back to back while its K/V rows
+ * are still in cache: a batch of a few tokens after a long prompt (speculative verification)
+ * then reads the KV cache from memory about once, not once per token. */
 static void att_task(void *arg, int ith, int nth) {
     const att_job *job = arg;
     const int64_t n_head = job->ctx->m->hp.n_head, total = job->n * n_head;
     float *scratch = job->ctx->scores + (size_t)ith * (size_t)job->ctx->scores_stride;
-    for (int64_t k = ith; k < total; k += nth) attend(job, k / n_head, k % n_head, scratch);
+    for (int64_t k = ith; k < total; k += nth) attend(job, k % job->n, k / job->n, scratch);
 }
 
 void pf_attention(pf_context *ctx, int64_t il, int64_t pos0, int64_t n) {

@@ -269,6 +269,7 @@ void pf_lora_free(pf_lora *a) {
 
 float pf_lora_alpha(const pf_lora *a) { return a ? a->alpha : 0.0f; }
 int64_t pf_lora_n_adapted(const pf_lora *a) { return a ? a->n_adapted : 0; }
+const pf_gguf *pf_lora_gguf(const pf_lora *a) { return a ? a->g : NULL; }
 
 /* ---- context ------------------------------------------------------------------------------ */
 

@@ -90,6 +90,8 @@ int pf_model_linear(pf_context *ctx, const pf_linear *l, const float *x, int64_t
 /* y[n × n_out] += Σ_i scale_i · (x · A_iᵀ) · B_iᵀ over the adapters attached to ctx that
  * adapt l (lora.c; called by pf_model_linear when ctx->n_lora > 0). */
 int pf_lora_apply(pf_context *ctx, const pf_linear *l, const float *x, int64_t n, float *y, pf_error *err);
+/* The adapter's file (prefix_cache.c fingerprints it). */
+const pf_gguf *pf_lora_gguf(const pf_lora *a);
 /* Frees the context's adapter list and buffers (pf_context_free). */
 void pf_lora_context_free(pf_context *ctx);
 
