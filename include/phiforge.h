@@ -1722,6 +1722,12 @@ typedef struct pf_rag_answer_params {
     /* called with the packed prompt before generation (--show-prompt); may be NULL */
     void (*on_prompt)(void *user, const pf_rag_prompt *pr);
     const char *given_answer;      /* with a model: do not generate, map this text's citations   */
+    int32_t n_draft;               /* prompt-lookup speculative decoding: draft tokens per forward */
+                                   /* (PF_LOOKUP_DEFAULT_N_DRAFT; 0: off); same output either way */
+    const char *prefix_cache;      /* file of the KV state of the last RAG prompt (NULL: none):    */
+                                   /* restored before generating, so a question over the same      */
+                                   /* sources only decodes what follows them, and rewritten when   */
+                                   /* it held less than the new prompt's prefix                    */
 } pf_rag_answer_params;
 
 typedef enum pf_rag_answer_kind {
@@ -1750,6 +1756,8 @@ typedef struct pf_rag_answer {
     pf_rag_extract extract;        /* the extractive answer's sentences (kind EXTRACTIVE)        */
     pf_stop_reason stop;
     int64_t n_prompt, n_gen;       /* tokens decoded for the prompt, tokens generated            */
+    int64_t n_prefix_restored;     /* prompt tokens restored from prefix_cache (not decoded)     */
+    int64_t n_drafted, n_accepted; /* prompt lookup: draft tokens verified / accepted            */
     double pack_ms, prompt_ms, gen_ms, total_ms;
 } pf_rag_answer;
 

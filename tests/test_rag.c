@@ -565,6 +565,57 @@ static void test_cli(pf_test *t, const char *kbdir) {
     CHECK(t, run(BIN " chat -m " TINY " --min-score 0.3 </dev/null 2>/dev/null", out, sizeof out) == 1, "kb options need --kb");
 }
 
+/* ask -m: the prompt's KV state is kept in DIR/prefix-cache.kv and restored by the next call
+ * (all of it for the same question, the shared instructions + sources for another), and prompt
+ * lookup is on; neither may change a greedy answer. */
+static char *ask_json(pf_test *t, const char *kbdir, const char *flags, const char *q, int64_t *restored) {
+    char cmd[2048];
+    snprintf(cmd, sizeof cmd, BIN " ask --kb %s -m " TINY " -n 12 -t 1 --json %s '%s'", kbdir, flags, q);
+    cJSON *j = json_run(t, cmd, 0);
+    char *ans = NULL;
+    *restored = -1;
+    if (j) {
+        const char *a = cJSON_GetStringValue(cJSON_GetObjectItem(j, "answer"));
+        ans = strdup(a ? a : "");
+        cJSON *r = cJSON_GetObjectItem(cJSON_GetObjectItem(j, "timings"), "prefix_restored");
+        if (cJSON_IsNumber(r)) *restored = (int64_t)cJSON_GetNumberValue(r);
+        cJSON_Delete(j);
+    }
+    return ans;
+}
+
+static void test_prefix_cache(pf_test *t, const char *kbdir) {
+    const char *q1 = "How often should I replace the pump filter?", *q2 = "What causes cavitation in the pump?";
+    char path[512];
+    snprintf(path, sizeof path, "%s/prefix-cache.kv", kbdir);
+    remove(path);
+    int64_t r0, r1, r2, r3, r4, r5;
+    char *plain1 = ask_json(t, kbdir, "--no-prefix-cache --draft 0", q1, &r0);
+    CHECK(t, access(path, F_OK) != 0 && r0 == 0, "--no-prefix-cache writes no file (restored %lld)", (long long)r0);
+    char *a1 = ask_json(t, kbdir, "", q1, &r1);
+    CHECK(t, r1 == 0 && access(path, F_OK) == 0, "first ask: nothing restored (%lld), cache written", (long long)r1);
+    char *a2 = ask_json(t, kbdir, "", q1, &r2);
+    CHECK(t, r2 > 100, "same question again: %lld prompt tokens restored", (long long)r2);
+    char *plain2 = ask_json(t, kbdir, "--no-prefix-cache --draft 0", q2, &r3);
+    char *a3 = ask_json(t, kbdir, "", q2, &r4);
+    CHECK(t, r4 > 0 && r4 < r2, "another question: the shared prefix only (%lld of the earlier %lld)", (long long)r4,
+          (long long)r2);
+    char *a4 = ask_json(t, kbdir, "", q2, &r5);
+    CHECK(t, plain1 && a1 && a2 && !strcmp(plain1, a1) && !strcmp(a1, a2), "q1: same answer with lookup and a restored prefix");
+    CHECK(t, plain2 && a3 && a4 && !strcmp(plain2, a3) && !strcmp(a3, a4), "q2: same answer after a partial restore");
+    FILE *f = fopen(path, "r+b"); /* a damaged cache is a miss, never an error */
+    if (f) {
+        fseek(f, 200, SEEK_SET);
+        fputc(0x5a, f);
+        fclose(f);
+    }
+    int64_t r6;
+    char *a5 = ask_json(t, kbdir, "", q2, &r6);
+    CHECK(t, r6 == 0 && a5 && plain2 && !strcmp(a5, plain2), "damaged cache file: nothing restored (%lld), same answer",
+          (long long)r6);
+    free(plain1), free(plain2), free(a1), free(a2), free(a3), free(a4), free(a5);
+}
+
 int main(void) {
     pf_test t = {0};
     test_citations(&t);
@@ -595,6 +646,7 @@ int main(void) {
     pf_retriever_free(r);
     pf_kb_close(kb);
     test_cli(&t, kbdir);
+    test_prefix_cache(&t, kbdir);
     snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
     if (system(cmd) != 0) fprintf(stderr, "could not remove %s\n", dir);
     return TEST_REPORT(&t);

@@ -15,7 +15,7 @@
 
 #include "cli/rag_cli.h"
 
-enum { ASK_OPT_JSON = 600, ASK_OPT_MAX_CHARS, ASK_OPT_ANSWER };
+enum { ASK_OPT_JSON = 600, ASK_OPT_MAX_CHARS, ASK_OPT_ANSWER, ASK_OPT_NO_PREFIX_CACHE };
 
 static void usage(FILE *f) {
     fprintf(f, "usage: phiforge ask --kb DIR [-m MODEL.gguf] [options] QUESTION...\n"
@@ -26,7 +26,11 @@ static void usage(FILE *f) {
                "                            score), invalid markers, timings\n"
                "      --max-chars N         length of an extractive answer (default 700)\n"
                "      --answer TEXT         with -m: do not generate; map the citations of TEXT (an answer\n"
-               "                            produced elsewhere) to the sources the prompt would number\n");
+               "                            produced elsewhere) to the sources the prompt would number\n"
+               "      --no-prefix-cache     with -m: do not keep the prompt's KV state in DIR/prefix-cache.kv\n"
+               "                            (by default the next question over the same sources restores\n"
+               "                            instructions + sources from it instead of decoding them again)\n"
+               "  With -m, prompt-lookup speculative decoding is on (--draft 8; --draft 0 turns it off).\n");
     rag_cli_usage(f);
     fprintf(f, "  model (optional; sampling is greedy unless --temp is given):\n");
     gen_cli_usage(f);
@@ -34,6 +38,7 @@ static void usage(FILE *f) {
 
 typedef struct ask_opts {
     bool json;
+    bool no_prefix_cache;
     const char *question;
     const char *answer; /* --answer: map this instead of generating */
     pf_rag_extract_params xp;
@@ -154,9 +159,11 @@ static void print_generated(const rag_cli *r, const gen_cli *g, const ask_opts *
             printf(",\"n\":%d,\"offset\":%lld}", m->source, (long long)m->start);
         }
         printf("],\"left_out\":%d,\"stop\":\"%s\",\"timings\":{\"retrieve_ms\":%.3f,\"pack_ms\":%.3f,\"prompt_tokens\":%lld,"
-               "\"prompt_ms\":%.3f,\"gen_tokens\":%lld,\"gen_ms\":%.3f,\"total_ms\":%.3f}}\n",
+               "\"prompt_ms\":%.3f,\"gen_tokens\":%lld,\"gen_ms\":%.3f,\"total_ms\":%.3f,"
+               "\"prefix_restored\":%lld,\"drafted\":%lld,\"accepted\":%lld}}\n",
                a->n_dropped, pf_stop_reason_str(a->stop), t->retrieve_ms, a->pack_ms, (long long)a->n_prompt, a->prompt_ms,
-               (long long)a->n_gen, a->gen_ms, 1e3 * (cli_now() - t0));
+               (long long)a->n_gen, a->gen_ms, 1e3 * (cli_now() - t0), (long long)a->n_prefix_restored,
+               (long long)a->n_drafted, (long long)a->n_accepted);
     } else {
         putchar('\n');
         rag_cli_print_sources(stdout, &t->res, hit_of, a->n_sources, cit, a->text);
@@ -164,7 +171,11 @@ static void print_generated(const rag_cli *r, const gen_cli *g, const ask_opts *
         fprintf(stderr, "retrieval: %d passages in %.1f ms (%s), %d in the prompt\n", t->n_use, t->retrieve_ms,
                 pf_search_mode_name(t->res.mode), a->n_sources);
         pf_gen_result gr = {.stop = a->stop, .n_prompt = a->n_prompt, .n_gen = a->n_gen, .prompt_ms = a->prompt_ms, .gen_ms = a->gen_ms};
-        if (!o->answer) gen_cli_timings(g, &gr);
+        if (!o->answer) {
+            gen_cli_timings(g, &gr);
+            fprintf(stderr, "prefix cache: %lld prompt tokens restored; prompt lookup: %lld of %lld drafted tokens accepted\n",
+                    (long long)a->n_prefix_restored, (long long)a->n_accepted, (long long)a->n_drafted);
+        }
     }
 }
 
@@ -192,6 +203,10 @@ static int answer(rag_cli *r, gen_cli *g, const ask_opts *o, rag_turn *t, double
     p.on_text = o->json ? NULL : gen_cli_print;
     p.on_prompt = r->show_prompt ? show_prompt : NULL;
     p.given_answer = o->answer;
+    p.n_draft = g->n_draft;
+    char cache_path[4096];
+    if (!o->no_prefix_cache && snprintf(cache_path, sizeof cache_path, "%s/prefix-cache.kv", r->kb_dir) < (int)sizeof cache_path)
+        p.prefix_cache = cache_path;
     pf_rag_answer a;
     if (pf_rag_answer_retrieved(r->kb, t, g->model ? &model : NULL, o->question, &p, &a, &err)) {
         pf_rag_answer_free(&a);
@@ -231,10 +246,12 @@ int cmd_ask(int argc, char **argv) {
                                          {"json", no_argument, 0, ASK_OPT_JSON},
                                          {"max-chars", required_argument, 0, ASK_OPT_MAX_CHARS},
                                          {"answer", required_argument, 0, ASK_OPT_ANSWER},
+                                         {"no-prefix-cache", no_argument, 0, ASK_OPT_NO_PREFIX_CACHE},
                                          {0, 0, 0, 0}};
     gen_cli g;
     gen_cli_init(&g, "ask");
     g.sp.temperature = 0; /* answers from sources: reproducible unless asked otherwise */
+    g.n_draft = PF_LOOKUP_DEFAULT_N_DRAFT; /* answers quote their sources: drafts from the prompt */
     rag_cli r;
     rag_cli_init(&r, "ask");
     ask_opts o = {.xp = pf_rag_extract_default_params()};
@@ -248,6 +265,7 @@ int cmd_ask(int argc, char **argv) {
         switch (c) {
         case ASK_OPT_JSON: o.json = true; break;
         case ASK_OPT_ANSWER: o.answer = optarg; break;
+        case ASK_OPT_NO_PREFIX_CACHE: o.no_prefix_cache = true; break;
         case ASK_OPT_MAX_CHARS: {
             char *end;
             long v = strtol(optarg, &end, 10);

@@ -26,6 +26,7 @@ pf_rag_answer_params pf_rag_answer_default_params(void) {
     p.extract = pf_rag_extract_default_params();
     p.retrieve = true;
     p.max_tokens = -1;
+    p.n_draft = PF_LOOKUP_DEFAULT_N_DRAFT;
     return p;
 }
 
@@ -34,6 +35,8 @@ pf_gen_params pf_rag_gen_params(int64_t max_tokens, const char *const *stop, int
     gp.max_tokens = max_tokens;
     gp.stop = stop, gp.n_stop = n_stop;
     gp.on_text = on_text, gp.user = user;
+    /* Answers quote their sources: drafting from the prompt (the passages) is on by default. */
+    pf_gen_params_lookup_defaults(&gp);
     return gp;
 }
 
@@ -137,12 +140,31 @@ static int generate_into(const pf_rag_model *m, const int32_t *ids, int64_t n_id
     if (!buf.s) return pf_error_set(err, PF_ERR_NOMEM, "out of memory");
     buf.s[0] = '\0';
     pf_gen_params gp = pf_rag_gen_params(p->max_tokens, p->stop, p->n_stop, answer_append, &buf);
+    if (p->n_draft <= 0) gp.n_draft = 0;
+    else gp.n_draft = p->n_draft;
+    /* The KV state of an earlier prompt over the same sources: a miss (no file, another model or
+     * adapter set, a damaged file) only means decoding everything, so its error is dropped. */
+    int64_t n_restored = 0;
+    if (p->prefix_cache) {
+        pf_error ce;
+        if (pf_context_load_prefix(m->ctx, ids, n_ids, p->prefix_cache, &n_restored, &ce) != PF_OK) n_restored = 0;
+        gp.n_cached = n_restored < n_ids - 1 ? n_restored : n_ids - 1;
+    }
     pf_gen_result gr = {.stop = PF_STOP_NONE};
     int rc = pf_generate(m->ctx, m->tok, m->smp, ids, n_ids, &gp, &gr, err);
+    /* Keep this prompt's KV rows for the next question when the file held less of it (the
+     * prompt is [instructions][sources][question]: the next question over the same sources
+     * restores everything before its own question). A failed write is not the answer's error. */
+    a->n_prefix_restored = n_restored;
+    if (rc == PF_OK && p->prefix_cache && n_restored < n_ids - 1 && pf_context_n_past(m->ctx) >= n_ids) {
+        pf_error ce;
+        (void)pf_context_save_prefix(m->ctx, ids, n_ids, p->prefix_cache, &ce);
+    }
     free(a->text);
     a->text = buf.s;
     a->stop = gr.stop;
     a->n_prompt = gr.n_prompt, a->n_gen = gr.n_gen;
+    a->n_drafted = gr.n_drafted, a->n_accepted = gr.n_accepted;
     a->prompt_ms = gr.prompt_ms, a->gen_ms = gr.gen_ms;
     return rc;
 }
