@@ -134,7 +134,8 @@ static double rel_max(const float *a, const double *b, int64_t n) {
     return mx / big;
 }
 
-static void test_torch(pf_test *T) {
+/* full: every weight trains (pf_train_params.full), lr 5e-4 and 10 steps; else LoRA, 20 steps */
+static void test_torch(pf_test *T, bool full) {
     if (!have_torch()) {
         const bool required = getenv("PF_REQUIRE_TORCH") && strcmp(getenv("PF_REQUIRE_TORCH"), "1") == 0;
         fprintf(stderr, "%s: PyTorch missing (/usr/bin/python3 -c 'import torch' failed): reference test SKIPPED\n",
@@ -145,33 +146,36 @@ static void test_torch(pf_test *T) {
     char path[256], dir[128];
     pf_model *m = make_model(T, true, "F16", path, sizeof path);
     if (!m) return;
-    snprintf(dir, sizeof dir, "%s/torch", g_dir);
+    snprintf(dir, sizeof dir, "%s/torch%s", g_dir, full ? "-full" : "");
     char cmd[512];
     snprintf(cmd, sizeof cmd, "mkdir -p %s", dir);
     CHECK(T, system(cmd) == 0, "mkdir");
     CHECK(T, export_model(m, dir), "export weights");
     pf_train_params p = small_params();
+    p.full = full;
+    if (full) p.lr = 5e-4f;
     pf_trainer *tr = NULL;
     pf_error e = {0};
     CHECK(T, pf_trainer_create(m, &p, &tr, &e) == PF_OK, "trainer: %s", e.msg);
     if (!tr) return;
     const pf_model_hparams *hp = pf_model_get_hparams(m);
-    enum { STEPS = 20, ACCUM = 2 };
+    enum { MAX_STEPS = 20, ACCUM = 2 };
+    const int n_steps = full ? 10 : MAX_STEPS;
     /* B random (as after some training) so that A's gradients at step 0 are not all zero */
     pf_test_rng rng = {99};
     float *w = pf_trainer_params_data(tr);
     const int64_t np = pf_trainer_n_params(tr);
     int64_t n_zero = 0;
-    for (int64_t i = 0; i < np; i++) n_zero += w[i] == 0.0f;
-    for (int64_t i = 0; i < np; i++)
+    for (int64_t i = 0; i < np && !full; i++) n_zero += w[i] == 0.0f;
+    for (int64_t i = 0; i < np && !full; i++)
         if (w[i] == 0.0f) w[i] = 0.05f * pf_test_uniform(&rng);
-    CHECK(T, n_zero > 0, "B starts at zero");
+    CHECK(T, full || n_zero > 0, "B starts at zero");
     CHECK(T, write_raw(dir, "params.f32", w, (size_t)np * sizeof *w), "params");
-    static rowbuf rows[STEPS * ACCUM];
+    static rowbuf rows[MAX_STEPS * ACCUM];
     FILE *f = NULL;
     snprintf(cmd, sizeof cmd, "%s/rows.i32", dir);
     f = fopen(cmd, "wb");
-    for (int i = 0; i < STEPS * ACCUM; i++) {
+    for (int i = 0; i < n_steps * ACCUM; i++) {
         if (i < 8) make_row(&rows[i], 14 + (i * 7) % 19, 1 + i % 3, &rng); /* 14..32 tokens, 1-3 samples */
         else rows[i] = rows[i % 8]; /* 4 batches seen 5 times each: something to learn */
         rows[i].row = (pf_train_row){rows[i].row.n, rows[i].ids, rows[i].tg, rows[i].pos, rows[i].seg};
@@ -191,13 +195,13 @@ static void test_torch(pf_test *T) {
     fprintf(f, "rank %d\nalpha %.9g\nrslora %d\ntargets %u\nlr %.9g\nbeta1 %.9g\nbeta2 %.9g\neps %.9g\nwd %.9g\n",
             p.rank, (double)p.alpha, p.rslora, p.targets, (double)p.lr, (double)p.beta1, (double)p.beta2, (double)p.eps,
             (double)p.weight_decay);
-    fprintf(f, "clip %.9g\nwarmup %lld\ntotal %lld\nschedule %d\nsteps %d\naccum %d\n", (double)p.clip,
-            (long long)p.warmup, (long long)p.total_steps, (int)p.schedule, STEPS, ACCUM);
+    fprintf(f, "clip %.9g\nwarmup %lld\ntotal %lld\nschedule %d\nsteps %d\naccum %d\nfull %d\n", (double)p.clip,
+            (long long)p.warmup, (long long)p.total_steps, (int)p.schedule, n_steps, ACCUM, (int)full);
     fclose(f);
     CHECK(T, hp->has_rope_factors && hp->n_head_kv < hp->n_head && hp->rope_attn_factor > 1.0f, "GQA + LongRoPE model");
 
     /* C side: gradients at step 0 (before clipping), then 20 steps */
-    double losses[STEPS];
+    double losses[MAX_STEPS];
     float *g0 = malloc((size_t)np * sizeof *g0);
     {
         int64_t ntok = n_targets(&rows[0].row) + n_targets(&rows[1].row);
@@ -210,7 +214,7 @@ static void test_torch(pf_test *T) {
         losses[0] = st.loss;
         CHECK(T, st.lr == 0.0, "warmup: step 0 runs at lr 0 (as HF)");
     }
-    for (int s = 1; s < STEPS; s++) losses[s] = train_step(T, tr, &rows[s * ACCUM], ACCUM);
+    for (int s = 1; s < n_steps; s++) losses[s] = train_step(T, tr, &rows[s * ACCUM], ACCUM);
 
     snprintf(cmd, sizeof cmd, "/usr/bin/python3 tests/train_reference.py %s", dir);
     const int rc = system(cmd);
@@ -221,17 +225,19 @@ static void test_torch(pf_test *T) {
     snprintf(cmd, sizeof cmd, "%s/losses.f64", dir);
     size_t szl = 0;
     double *lr = pf_test_read_file(cmd, &szl);
-    CHECK(T, gr && sz == (size_t)np * 8 && lr && szl == STEPS * 8, "reference outputs (%zu, %zu bytes)", sz, szl);
-    if (gr && sz == (size_t)np * 8 && lr && szl == STEPS * 8) {
+    CHECK(T, gr && sz == (size_t)np * 8 && lr && szl == (size_t)n_steps * 8, "reference outputs (%zu, %zu bytes)", sz, szl);
+    if (gr && sz == (size_t)np * 8 && lr && szl == (size_t)n_steps * 8) {
         const double rg = rel_max(g0, gr, np);
-        printf("torch reference: step-0 adapter gradients max rel diff %.2e over %lld values\n", rg, (long long)np);
+        printf("torch reference%s: step-0 %s gradients max rel diff %.2e over %lld values\n", full ? " (full)" : "",
+               full ? "weight" : "adapter", rg, (long long)np);
         CHECK(T, rg < 1e-4, "gradients vs PyTorch: rel %g", rg);
         double worst = 0;
-        for (int s = 0; s < STEPS; s++) worst = fmax(worst, fabs(losses[s] - lr[s]) / fabs(lr[s]));
-        printf("torch reference: loss %.6f -> %.6f (torch %.6f -> %.6f), worst step rel diff %.2e\n", losses[0],
-               losses[STEPS - 1], lr[0], lr[STEPS - 1], worst);
+        for (int s = 0; s < n_steps; s++) worst = fmax(worst, fabs(losses[s] - lr[s]) / fabs(lr[s]));
+        printf("torch reference%s: loss %.6f -> %.6f (torch %.6f -> %.6f), worst step rel diff %.2e\n",
+               full ? " (full)" : "", losses[0],
+               losses[n_steps - 1], lr[0], lr[n_steps - 1], worst);
         CHECK(T, worst < 1e-4, "loss curve vs PyTorch: worst rel %g", worst);
-        CHECK(T, losses[STEPS - 1] < losses[0], "loss decreases (%g -> %g)", losses[0], losses[STEPS - 1]);
+        CHECK(T, losses[n_steps - 1] < losses[0], "loss decreases (%g -> %g)", losses[0], losses[n_steps - 1]);
     }
     free(gr), free(lr), free(g0);
     pf_trainer_free(tr);
@@ -592,7 +598,8 @@ int main(void) {
     snprintf(g_dir, sizeof g_dir, "/tmp/pf_train_XXXXXX");
     if (!mkdtemp(g_dir)) return 1;
     test_schedule(&T);
-    test_torch(&T);
+    test_torch(&T, false);
+    test_torch(&T, true);
     char path[256];
     pf_model *m = make_model(&T, true, "F32", path, sizeof path);
     if (m) {

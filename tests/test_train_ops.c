@@ -74,6 +74,19 @@ static void ref_norm(const void *vc, const double *x, double *y) {
     }
 }
 
+/* the same norm as a function of its weight g (x fixed) */
+typedef struct norm_g_ctx { const float *x; int64_t n, dim; double eps; } norm_g_ctx;
+
+static void ref_norm_g(const void *vc, const double *g, double *y) {
+    const norm_g_ctx *c = vc;
+    for (int64_t t = 0; t < c->n; t++) {
+        double ss = 0;
+        for (int64_t i = 0; i < c->dim; i++) ss += (double)c->x[t * c->dim + i] * c->x[t * c->dim + i];
+        const double r = 1.0 / sqrt(ss / (double)c->dim + c->eps);
+        for (int64_t i = 0; i < c->dim; i++) y[t * c->dim + i] = c->x[t * c->dim + i] * r * g[i];
+    }
+}
+
 static void test_rmsnorm(pf_test *T, pf_compute *c) {
     enum { N = 3, D = 24 };
     float x[N * D], g[D], w[N * D], y[N * D], r[N], dx[N * D] = {0};
@@ -86,6 +99,16 @@ static void test_rmsnorm(pf_test *T, pf_compute *c) {
     pf_train_rmsnorm_bwd(c, x, g, r, w, N, D, dx, NULL);
     fd_grad(ref_norm, &nc, x, N * D, w, N * D, gr);
     CHECK(T, rel_err(dx, gr, N * D) < 1e-5, "rmsnorm bwd vs finite differences: rel %g", rel_err(dx, gr, N * D));
+    /* the weight gradient (full fine-tuning): dg_i = Σ_t dy_ti x_ti r_t, accumulated onto dg */
+    float dg[D], dx2[N * D] = {0};
+    double ggr[D];
+    for (int64_t i = 0; i < D; i++) dg[i] = 0.25f;
+    pf_train_rmsnorm_bwd(c, x, g, r, w, N, D, dx2, dg);
+    for (int64_t i = 0; i < D; i++) dg[i] -= 0.25f;
+    norm_g_ctx gc = {x, N, D, 1e-5};
+    fd_grad(ref_norm_g, &gc, g, D, w, N * D, ggr);
+    CHECK(T, rel_err(dg, ggr, D) < 1e-5, "rmsnorm weight gradient vs finite differences: rel %g", rel_err(dg, ggr, D));
+    CHECK(T, !memcmp(dx, dx2, sizeof dx), "dx unchanged when dg is asked for too");
 }
 
 /* ---- RoPE (LongRoPE factors, magnitude m) ------------------------------------------------- */
