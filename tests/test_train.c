@@ -8,7 +8,10 @@
  *     packed row holding both samples (different seg, positions restarting);
  *   - checkpoint + resume: 3 steps, save, a new trainer loads, 3 more steps equal 6 steps of one
  *     run exactly (with dropout, so the mask stream is part of the state);
- *   - bad rows and bad checkpoints give errors naming the field. */
+ *   - bad rows and bad checkpoints give errors naming the field;
+ *   - full fine-tuning (--full): PyTorch reference of every weight's step-0 gradient and a 10-step
+ *     loss curve, checkpointing and resume bit for bit, the saved GGUF (same layout, its logits
+ *     through pf_decode give the trainer's loss), quantized models and dropout refused. */
 #include <math.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -520,6 +523,124 @@ static void test_inference_agrees(pf_test *T, pf_model *m) {
     pf_trainer_free(tr);
 }
 
+/* ---- full fine-tuning: saved model, resume, checkpointing, refusals ------------------------ */
+
+/* cross-entropy (summed over the row's targets) of a model file through the inference path */
+static double infer_loss(pf_test *T, const pf_model *m, const rowbuf *r) {
+    pf_context_params cp = pf_context_default_params();
+    cp.n_ctx = 64, cp.kv_type = PF_TYPE_F32, cp.n_threads = 2; /* 64 > 16: the long factors, as the trainer */
+    pf_context *ctx = NULL;
+    pf_error e = {0};
+    CHECK(T, pf_context_create(m, &cp, &ctx, &e) == PF_OK, "context: %s", e.msg);
+    if (!ctx) return NAN;
+    const int64_t n = r->row.n, V = pf_model_get_hparams(m)->n_vocab;
+    float *lg = malloc((size_t)(n * V) * sizeof *lg);
+    CHECK(T, pf_decode(ctx, r->ids, n, 0, lg, PF_LOGITS_ALL, &e) == PF_OK, "decode: %s", e.msg);
+    double l = 0;
+    for (int64_t t = 0; t < n; t++) {
+        if (r->tg[t] < 0) continue;
+        const float *x = lg + t * V;
+        double mx = x[0], s = 0;
+        for (int64_t i = 1; i < V; i++) mx = fmax(mx, x[i]);
+        for (int64_t i = 0; i < V; i++) s += exp(x[i] - mx);
+        l += mx + log(s) - x[r->tg[t]];
+    }
+    free(lg);
+    pf_context_free(ctx);
+    return l;
+}
+
+static void test_full(pf_test *T, pf_model *m) {
+    pf_train_params p = small_params();
+    p.full = true, p.lr = 1e-3f, p.warmup = 1, p.total_steps = 4;
+    pf_error e = {0};
+    enum { STEPS = 4, ACCUM = 2 };
+    static rowbuf rows[STEPS * ACCUM];
+    pf_test_rng rng = {57};
+    for (int i = 0; i < STEPS * ACCUM; i++) make_row(&rows[i], 12 + i % 7, 1 + i % 2, &rng);
+    pf_trainer *a = NULL, *b = NULL, *c = NULL, *k = NULL;
+    CHECK(T, pf_trainer_create(m, &p, &a, &e) == PF_OK, "full trainer: %s", e.msg);
+    if (!a) return;
+    const pf_model_hparams *hp = pf_model_get_hparams(m);
+    const int64_t L = hp->n_layer, E = hp->n_embd, Q = E + 2 * hp->n_head_kv * hp->head_dim;
+    const int64_t n_w = (2 * L + 1) * E + L * (Q * E + E * E + 2 * hp->n_ff * E + E * hp->n_ff) + 2 * hp->n_vocab * E;
+    CHECK(T, pf_trainer_n_params(a) == n_w, "every weight trains: %lld floats (want %lld)",
+          (long long)pf_trainer_n_params(a), (long long)n_w);
+
+    /* gradient checkpointing: the same weight gradients bit for bit */
+    pf_train_params pk = p;
+    pk.grad_checkpoint = true;
+    CHECK(T, pf_trainer_create(m, &pk, &k, &e) == PF_OK, "full + checkpointing: %s", e.msg);
+    double l1, l2;
+    pf_trainer_accumulate(a, &rows[0].row, 10.0, &l1, &e);
+    pf_trainer_accumulate(k, &rows[0].row, 10.0, &l2, &e);
+    CHECK(T, l1 == l2 && !memcmp(pf_trainer_grads_data(a), pf_trainer_grads_data(k), (size_t)n_w * sizeof(float)),
+          "checkpointing: same loss and gradients");
+    pf_trainer_free(k);
+    memset(pf_trainer_grads_data(a), 0, (size_t)n_w * sizeof(float));
+
+    /* resume: 2 steps, checkpoint, a new trainer loads it, 2 more = 4 uninterrupted steps */
+    double full[STEPS], part[STEPS];
+    for (int s = 0; s < STEPS; s++) full[s] = train_step(T, a, &rows[s * ACCUM], ACCUM);
+    pf_trainer_create(m, &p, &b, &e);
+    for (int s = 0; s < 2; s++) part[s] = train_step(T, b, &rows[s * ACCUM], ACCUM);
+    char ck[160], out[160];
+    snprintf(ck, sizeof ck, "%s/full-ckpt.bin", g_dir);
+    CHECK(T, b && pf_trainer_save(b, ck, NULL, &e) == PF_OK, "save: %s", e.msg);
+    pf_trainer_free(b);
+    pf_trainer_create(m, &p, &c, &e);
+    CHECK(T, c && pf_trainer_load(c, ck, NULL, &e) == PF_OK, "load: %s", e.msg);
+    if (!c) return pf_trainer_free(a);
+    for (int s = 2; s < STEPS; s++) part[s] = train_step(T, c, &rows[s * ACCUM], ACCUM);
+    int same = 0;
+    for (int s = 0; s < STEPS; s++) same += full[s] == part[s];
+    CHECK(T, same == STEPS, "full: resumed loss curve equals the uninterrupted one bit for bit (%d of %d)", same, STEPS);
+    CHECK(T, !memcmp(pf_trainer_params_data(a), pf_trainer_params_data(c), (size_t)n_w * sizeof(float)),
+          "full: same weights after resume");
+    pf_lora_weights w;
+    CHECK(T, pf_trainer_export(c, &w, &e) == PF_ERR_ARG && strstr(e.msg, "no adapters"), "export refused: %s", e.msg);
+
+    /* the saved model: same layout, types and metadata as the base; its logits (through
+     * pf_decode, an independent forward) give the trainer's own loss */
+    snprintf(out, sizeof out, "%s/full.gguf", g_dir);
+    CHECK(T, pf_trainer_save_model(c, out, &e) == PF_OK, "save model: %s", e.msg);
+    pf_model *fm = NULL;
+    CHECK(T, pf_model_load(out, &fm, &e) == PF_OK, "load the saved model: %s", e.msg);
+    if (fm) {
+        const pf_gguf *g0 = pf_model_gguf(m), *g1 = pf_model_gguf(fm);
+        bool layout = pf_gguf_n_tensors(g0) == pf_gguf_n_tensors(g1) && pf_gguf_n_kv(g0) == pf_gguf_n_kv(g1);
+        for (int64_t i = 0; layout && i < pf_gguf_n_tensors(g0); i++) {
+            const pf_tensor_info *x = pf_gguf_tensor(g0, i), *y = pf_gguf_tensor(g1, i);
+            layout = !strcmp(x->name, y->name) && x->type == y->type && x->ne[0] == y->ne[0] && x->ne[1] == y->ne[1];
+        }
+        CHECK(T, layout, "saved model: same tensors (names, types, shapes, order) and metadata count as the base");
+        const int64_t qi = pf_gguf_find_tensor(g1, "blk.0.attn_qkv.weight");
+        const float *qkv = pf_trainer_params_data(c) + (2 * L + 1) * E; /* documented order: norms first */
+        CHECK(T, qi >= 0 && !memcmp(pf_gguf_tensor(g1, qi)->data, qkv, (size_t)(Q * E) * sizeof(float)) &&
+                     memcmp(pf_gguf_tensor(g0, qi)->data, qkv, (size_t)(Q * E) * sizeof(float)),
+              "saved qkv = the trained f32 weights (and differs from the base)");
+        double lt;
+        int64_t nt;
+        CHECK(T, pf_trainer_eval(c, &rows[0].row, &lt, &nt, &e) == PF_OK, "eval: %s", e.msg);
+        const double li = infer_loss(T, fm, &rows[0]);
+        printf("full fine-tuning: saved model via inference: loss %.6f, trainer %.6f\n", li / (double)nt,
+               lt / (double)nt);
+        CHECK(T, fabs(li - lt) < 1e-4 * lt, "saved model's logits: loss %.7g vs trainer %.7g", li, lt);
+        pf_model_free(fm);
+    }
+    pf_trainer_free(a), pf_trainer_free(c);
+
+    /* refusals: quantized weights (the tensor is named), dropout */
+    char qpath[256];
+    pf_model *qm = make_model(T, false, "Q8_0", qpath, sizeof qpath);
+    pf_trainer *q = NULL;
+    CHECK(T, qm && pf_trainer_create(qm, &p, &q, &e) == PF_ERR_UNSUPPORTED && strstr(e.msg, "Q8_0") &&
+                 strstr(e.msg, ".weight") && q == NULL, "quantized model refused: %s", e.msg);
+    pf_model_free(qm);
+    p.dropout = 0.1f;
+    CHECK(T, pf_trainer_create(m, &p, &q, &e) == PF_ERR_ARG && strstr(e.msg, "dropout"), "dropout refused: %s", e.msg);
+}
+
 /* ---- demonstration: `phiforge finetune` teaches the tiny model a small domain set ---------- */
 
 /* The tiny preset (random weights, Q8_0 base) fine-tuned on tests/data/finetune-chat.jsonl
@@ -578,8 +699,9 @@ static void test_cli_errors(pf_test *T) {
           "missing -m: %s", out);
     CHECK(T, run_cmd("./build/phiforge finetune -m tests/data/phi3-tiny-f16.gguf --data x -o /tmp/x --targets qkv,foo 2>&1",
                      out, sizeof out) != 0 && strstr(out, "--targets"), "bad --targets: %s", out);
-    CHECK(T, run_cmd("./build/phiforge finetune -m tests/data/phi3-tiny-f16.gguf --data x -o /tmp/x --full 2>&1", out,
-                     sizeof out) != 0 && strstr(out, "not implemented"), "--full: %s", out);
+    CHECK(T, run_cmd("./build/phiforge finetune -m tests/data/phi3-tiny-f16.gguf --data tests/data/finetune-chat.jsonl "
+                     "-o /tmp/x --full --dropout 0.1 2>&1", out, sizeof out) != 0 && strstr(out, "dropout"),
+          "--full with dropout: %s", out);
     snprintf(bad, sizeof bad, "%s/bad.jsonl", g_dir);
     FILE *f = fopen(bad, "w");
     fputs("{\"messages\": [{\"role\": \"user\", \"content\": \"hi\"}, {\"role\": \"assistant\", \"content\": \"hello\"}]}\n"
@@ -608,6 +730,7 @@ int main(void) {
         test_errors(&T, m);
         test_dropout_grad(&T, m);
         test_inference_agrees(&T, m);
+        test_full(&T, m);
         pf_model_free(m);
     }
     test_demo(&T);
