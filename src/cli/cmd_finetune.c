@@ -153,12 +153,17 @@ static int run(ft_opts *o) {
         rc = pf_error_set(&err, PF_ERR_IO, "cannot open the metrics log or allocate the row order");
         goto done;
     }
+    char what[96];
+    if (o->tp.full) /* params, grads, AdamW m and v: 4 f32 copies */
+        snprintf(what, sizeof what, "full: every weight, %.1f MiB of params + grads + AdamW moments",
+                 16.0 * (double)pf_trainer_n_params(tr) / 1048576.0);
+    else snprintf(what, sizeof what, "r %d, alpha %g", o->tp.rank, (double)o->tp.alpha);
     fprintf(stderr,
             "finetune: %lld samples in %lld rows of <= %lld tokens (%lld target tokens), %lld val rows; %lld steps of "
-            "%lld rows; %lld trainable parameters (r %d, alpha %g)\n",
+            "%lld rows; %lld trainable parameters (%s)\n",
             (long long)pf_dataset_n_samples(train), (long long)n_rows, (long long)o->tp.seq_len,
             (long long)pf_dataset_n_target_tokens(train), (long long)(val ? pf_dataset_n_rows(val) : 0),
-            (long long)total, (long long)per_step, (long long)pf_trainer_n_params(tr), o->tp.rank, (double)o->tp.alpha);
+            (long long)total, (long long)per_step, (long long)pf_trainer_n_params(tr), what);
     signal(SIGINT, on_sigint);
     cli_progress bar;
     cli_progress_start(&bar, "finetune", (double)total);
