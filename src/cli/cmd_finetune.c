@@ -130,6 +130,10 @@ static int run(ft_opts *o) {
         rc = pf_dataset_load(o->val, tok, &fmt, &dp, &val, &unused, &err);
         pf_dataset_free(unused);
     }
+    if (rc == PF_OK && val && pf_dataset_n_rows(val) == 0) { /* no held-out rows: no validation loss to report */
+        pf_dataset_free(val);
+        val = NULL;
+    }
     if (rc != PF_OK) goto done;
     const int64_t n_rows = pf_dataset_n_rows(train), per_step = o->batch * o->accum;
     if (n_rows == 0) {
