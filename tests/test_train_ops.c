@@ -307,12 +307,16 @@ static void test_gw(pf_test *T, pf_compute *c, pf_compute *c1, pf_type type, int
     free(wf), free(wd), free(g), free(dx), free(dx1), free(ref), free(wq), free(work);
 }
 
-static void test_gtx(pf_test *T, pf_compute *c) {
-    enum { N = 9, O = 5, I = 300 };
-    float g[N * O], x[N * I], dw[O * I];
-    double ref[O * I];
+/* dW += α gᵀx against a double-precision sum: the threaded kernel (AVX2 tiles where the CPU has
+ * them; O = 37 rows: two 16-row items plus an edge of 5, of which 4 tile and 1 goes scalar; I = 300
+ * columns: a 256 chunk and an edge of 44 = 32 tiled + 12 scalar) and the 1-thread scalar one. */
+static void test_gtx(pf_test *T, pf_compute *c, pf_compute *c1) {
+    enum { N = 9, O = 37, I = 300 };
+    static float g[N * O], x[N * I], dw[O * I], dw1[O * I];
+    static double ref[O * I];
     fill(g, N * O, 1.0f), fill(x, N * I, 1.0f);
-    for (int i = 0; i < O * I; i++) dw[i] = 1.0f;
+    g[2 * O + 6] = 0.0f; /* a zero entry (the scalar kernel skips it) */
+    for (int i = 0; i < O * I; i++) dw[i] = dw1[i] = 1.0f;
     for (int o = 0; o < O; o++)
         for (int i = 0; i < I; i++) {
             double s = 0;
@@ -321,6 +325,8 @@ static void test_gtx(pf_test *T, pf_compute *c) {
         }
     pf_train_matmul_gtx(c, g, O, x, I, N, 0.5f, dw);
     CHECK(T, rel_err(dw, ref, O * I) < 1e-6, "dW += α gᵀx rel %g", rel_err(dw, ref, O * I));
+    pf_train_matmul_gtx(c1, g, O, x, I, N, 0.5f, dw1);
+    CHECK(T, rel_err(dw1, ref, O * I) < 1e-6, "dW += α gᵀx scalar rel %g", rel_err(dw1, ref, O * I));
 }
 
 /* ---- dropout mask ------------------------------------------------------------------------- */
@@ -358,7 +364,7 @@ int main(void) {
     test_gw(&T, c, c1, PF_TYPE_Q8_0, 65, 512, 7);  /* two column chunks */
     test_gw(&T, c, c1, PF_TYPE_Q4_K, 33, 768, 6);
     test_gw(&T, c, c1, PF_TYPE_Q6_K, 17, 256, 3);
-    test_gtx(&T, c);
+    test_gtx(&T, c, c1);
     test_dropout_mask(&T);
     pf_compute_free(c);
     pf_compute_free(c1);
