@@ -1986,6 +1986,7 @@ typedef struct pf_train_params {
     int64_t warmup;        /* warmup steps (0)                                                  */
     int64_t total_steps;   /* for the schedule (1)                                              */
     pf_lr_schedule schedule;
+    bool full;             /* full fine-tuning instead of LoRA (false): see pf_trainer_save_model */
 } pf_train_params;
 
 typedef struct pf_train_step_stats {
@@ -2132,6 +2133,21 @@ typedef struct pf_bench_lookup_result {
 pf_bench_lookup_params pf_bench_lookup_default_params(void);
 int pf_bench_lookup(const char *model_path, const pf_bench_lookup_params *p, pf_bench_lookup_result *out,
                     pf_error *err);
+
+/* ------------------------------------------------------------------------------------------ */
+/* Full fine-tuning (issue 6 item 2)                                                           */
+/* ------------------------------------------------------------------------------------------ */
+/* With pf_train_params.full the trainer trains every weight of an F32/F16/BF16 model (a
+ * quantized one is refused: PF_ERR_UNSUPPORTED naming the tensor) instead of adapters: f32
+ * copies of the norm vectors, every layer's qkv/o/gate_up/down, output and token_embd (one
+ * tensor when output is tied to it). Memory: 4 f32 copies of the model (params, grads, AdamW m
+ * and v) = 16 bytes per weight, plus the activations. rank/alpha/targets are ignored; dropout
+ * must be 0. AdamW's weight decay skips the norm weights (as HF's Trainer). Flat parameter
+ * order (pf_trainer_params_data): attn_norm, ffn_norm per layer, output_norm, then qkv, o,
+ * gate_up, down per layer, output, token_embd. Checkpoints save/load as for LoRA. */
+/* Writes the fine-tuned model: the base GGUF (all metadata, same tensor order and types) with
+ * every trained tensor converted back to its type from the f32 copy. */
+int pf_trainer_save_model(pf_trainer *t, const char *path, pf_error *err);
 
 #ifdef __cplusplus
 }

@@ -8,7 +8,10 @@
  *     packed row holding both samples (different seg, positions restarting);
  *   - checkpoint + resume: 3 steps, save, a new trainer loads, 3 more steps equal 6 steps of one
  *     run exactly (with dropout, so the mask stream is part of the state);
- *   - bad rows and bad checkpoints give errors naming the field. */
+ *   - bad rows and bad checkpoints give errors naming the field;
+ *   - full fine-tuning (--full): PyTorch reference of every weight's step-0 gradient and a 10-step
+ *     loss curve, checkpointing and resume bit for bit, the saved GGUF (same layout, its logits
+ *     through pf_decode give the trainer's loss), quantized models and dropout refused. */
 #include <math.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -134,7 +137,8 @@ static double rel_max(const float *a, const double *b, int64_t n) {
     return mx / big;
 }
 
-static void test_torch(pf_test *T) {
+/* full: every weight trains (pf_train_params.full), lr 5e-4 and 10 steps; else LoRA, 20 steps */
+static void test_torch(pf_test *T, bool full) {
     if (!have_torch()) {
         const bool required = getenv("PF_REQUIRE_TORCH") && strcmp(getenv("PF_REQUIRE_TORCH"), "1") == 0;
         fprintf(stderr, "%s: PyTorch missing (/usr/bin/python3 -c 'import torch' failed): reference test SKIPPED\n",
@@ -145,33 +149,36 @@ static void test_torch(pf_test *T) {
     char path[256], dir[128];
     pf_model *m = make_model(T, true, "F16", path, sizeof path);
     if (!m) return;
-    snprintf(dir, sizeof dir, "%s/torch", g_dir);
+    snprintf(dir, sizeof dir, "%s/torch%s", g_dir, full ? "-full" : "");
     char cmd[512];
     snprintf(cmd, sizeof cmd, "mkdir -p %s", dir);
     CHECK(T, system(cmd) == 0, "mkdir");
     CHECK(T, export_model(m, dir), "export weights");
     pf_train_params p = small_params();
+    p.full = full;
+    if (full) p.lr = 5e-4f;
     pf_trainer *tr = NULL;
     pf_error e = {0};
     CHECK(T, pf_trainer_create(m, &p, &tr, &e) == PF_OK, "trainer: %s", e.msg);
     if (!tr) return;
     const pf_model_hparams *hp = pf_model_get_hparams(m);
-    enum { STEPS = 20, ACCUM = 2 };
+    enum { MAX_STEPS = 20, ACCUM = 2 };
+    const int n_steps = full ? 10 : MAX_STEPS;
     /* B random (as after some training) so that A's gradients at step 0 are not all zero */
     pf_test_rng rng = {99};
     float *w = pf_trainer_params_data(tr);
     const int64_t np = pf_trainer_n_params(tr);
     int64_t n_zero = 0;
-    for (int64_t i = 0; i < np; i++) n_zero += w[i] == 0.0f;
-    for (int64_t i = 0; i < np; i++)
+    for (int64_t i = 0; i < np && !full; i++) n_zero += w[i] == 0.0f;
+    for (int64_t i = 0; i < np && !full; i++)
         if (w[i] == 0.0f) w[i] = 0.05f * pf_test_uniform(&rng);
-    CHECK(T, n_zero > 0, "B starts at zero");
+    CHECK(T, full || n_zero > 0, "B starts at zero");
     CHECK(T, write_raw(dir, "params.f32", w, (size_t)np * sizeof *w), "params");
-    static rowbuf rows[STEPS * ACCUM];
+    static rowbuf rows[MAX_STEPS * ACCUM];
     FILE *f = NULL;
     snprintf(cmd, sizeof cmd, "%s/rows.i32", dir);
     f = fopen(cmd, "wb");
-    for (int i = 0; i < STEPS * ACCUM; i++) {
+    for (int i = 0; i < n_steps * ACCUM; i++) {
         if (i < 8) make_row(&rows[i], 14 + (i * 7) % 19, 1 + i % 3, &rng); /* 14..32 tokens, 1-3 samples */
         else rows[i] = rows[i % 8]; /* 4 batches seen 5 times each: something to learn */
         rows[i].row = (pf_train_row){rows[i].row.n, rows[i].ids, rows[i].tg, rows[i].pos, rows[i].seg};
@@ -191,13 +198,13 @@ static void test_torch(pf_test *T) {
     fprintf(f, "rank %d\nalpha %.9g\nrslora %d\ntargets %u\nlr %.9g\nbeta1 %.9g\nbeta2 %.9g\neps %.9g\nwd %.9g\n",
             p.rank, (double)p.alpha, p.rslora, p.targets, (double)p.lr, (double)p.beta1, (double)p.beta2, (double)p.eps,
             (double)p.weight_decay);
-    fprintf(f, "clip %.9g\nwarmup %lld\ntotal %lld\nschedule %d\nsteps %d\naccum %d\n", (double)p.clip,
-            (long long)p.warmup, (long long)p.total_steps, (int)p.schedule, STEPS, ACCUM);
+    fprintf(f, "clip %.9g\nwarmup %lld\ntotal %lld\nschedule %d\nsteps %d\naccum %d\nfull %d\n", (double)p.clip,
+            (long long)p.warmup, (long long)p.total_steps, (int)p.schedule, n_steps, ACCUM, (int)full);
     fclose(f);
     CHECK(T, hp->has_rope_factors && hp->n_head_kv < hp->n_head && hp->rope_attn_factor > 1.0f, "GQA + LongRoPE model");
 
     /* C side: gradients at step 0 (before clipping), then 20 steps */
-    double losses[STEPS];
+    double losses[MAX_STEPS];
     float *g0 = malloc((size_t)np * sizeof *g0);
     {
         int64_t ntok = n_targets(&rows[0].row) + n_targets(&rows[1].row);
@@ -210,7 +217,7 @@ static void test_torch(pf_test *T) {
         losses[0] = st.loss;
         CHECK(T, st.lr == 0.0, "warmup: step 0 runs at lr 0 (as HF)");
     }
-    for (int s = 1; s < STEPS; s++) losses[s] = train_step(T, tr, &rows[s * ACCUM], ACCUM);
+    for (int s = 1; s < n_steps; s++) losses[s] = train_step(T, tr, &rows[s * ACCUM], ACCUM);
 
     snprintf(cmd, sizeof cmd, "/usr/bin/python3 tests/train_reference.py %s", dir);
     const int rc = system(cmd);
@@ -221,17 +228,19 @@ static void test_torch(pf_test *T) {
     snprintf(cmd, sizeof cmd, "%s/losses.f64", dir);
     size_t szl = 0;
     double *lr = pf_test_read_file(cmd, &szl);
-    CHECK(T, gr && sz == (size_t)np * 8 && lr && szl == STEPS * 8, "reference outputs (%zu, %zu bytes)", sz, szl);
-    if (gr && sz == (size_t)np * 8 && lr && szl == STEPS * 8) {
+    CHECK(T, gr && sz == (size_t)np * 8 && lr && szl == (size_t)n_steps * 8, "reference outputs (%zu, %zu bytes)", sz, szl);
+    if (gr && sz == (size_t)np * 8 && lr && szl == (size_t)n_steps * 8) {
         const double rg = rel_max(g0, gr, np);
-        printf("torch reference: step-0 adapter gradients max rel diff %.2e over %lld values\n", rg, (long long)np);
+        printf("torch reference%s: step-0 %s gradients max rel diff %.2e over %lld values\n", full ? " (full)" : "",
+               full ? "weight" : "adapter", rg, (long long)np);
         CHECK(T, rg < 1e-4, "gradients vs PyTorch: rel %g", rg);
         double worst = 0;
-        for (int s = 0; s < STEPS; s++) worst = fmax(worst, fabs(losses[s] - lr[s]) / fabs(lr[s]));
-        printf("torch reference: loss %.6f -> %.6f (torch %.6f -> %.6f), worst step rel diff %.2e\n", losses[0],
-               losses[STEPS - 1], lr[0], lr[STEPS - 1], worst);
+        for (int s = 0; s < n_steps; s++) worst = fmax(worst, fabs(losses[s] - lr[s]) / fabs(lr[s]));
+        printf("torch reference%s: loss %.6f -> %.6f (torch %.6f -> %.6f), worst step rel diff %.2e\n",
+               full ? " (full)" : "", losses[0],
+               losses[n_steps - 1], lr[0], lr[n_steps - 1], worst);
         CHECK(T, worst < 1e-4, "loss curve vs PyTorch: worst rel %g", worst);
-        CHECK(T, losses[STEPS - 1] < losses[0], "loss decreases (%g -> %g)", losses[0], losses[STEPS - 1]);
+        CHECK(T, losses[n_steps - 1] < losses[0], "loss decreases (%g -> %g)", losses[0], losses[n_steps - 1]);
     }
     free(gr), free(lr), free(g0);
     pf_trainer_free(tr);
@@ -514,6 +523,124 @@ static void test_inference_agrees(pf_test *T, pf_model *m) {
     pf_trainer_free(tr);
 }
 
+/* ---- full fine-tuning: saved model, resume, checkpointing, refusals ------------------------ */
+
+/* cross-entropy (summed over the row's targets) of a model file through the inference path */
+static double infer_loss(pf_test *T, const pf_model *m, const rowbuf *r) {
+    pf_context_params cp = pf_context_default_params();
+    cp.n_ctx = 64, cp.kv_type = PF_TYPE_F32, cp.n_threads = 2; /* 64 > 16: the long factors, as the trainer */
+    pf_context *ctx = NULL;
+    pf_error e = {0};
+    CHECK(T, pf_context_create(m, &cp, &ctx, &e) == PF_OK, "context: %s", e.msg);
+    if (!ctx) return NAN;
+    const int64_t n = r->row.n, V = pf_model_get_hparams(m)->n_vocab;
+    float *lg = malloc((size_t)(n * V) * sizeof *lg);
+    CHECK(T, pf_decode(ctx, r->ids, n, 0, lg, PF_LOGITS_ALL, &e) == PF_OK, "decode: %s", e.msg);
+    double l = 0;
+    for (int64_t t = 0; t < n; t++) {
+        if (r->tg[t] < 0) continue;
+        const float *x = lg + t * V;
+        double mx = x[0], s = 0;
+        for (int64_t i = 1; i < V; i++) mx = fmax(mx, x[i]);
+        for (int64_t i = 0; i < V; i++) s += exp(x[i] - mx);
+        l += mx + log(s) - x[r->tg[t]];
+    }
+    free(lg);
+    pf_context_free(ctx);
+    return l;
+}
+
+static void test_full(pf_test *T, pf_model *m) {
+    pf_train_params p = small_params();
+    p.full = true, p.lr = 1e-3f, p.warmup = 1, p.total_steps = 4;
+    pf_error e = {0};
+    enum { STEPS = 4, ACCUM = 2 };
+    static rowbuf rows[STEPS * ACCUM];
+    pf_test_rng rng = {57};
+    for (int i = 0; i < STEPS * ACCUM; i++) make_row(&rows[i], 12 + i % 7, 1 + i % 2, &rng);
+    pf_trainer *a = NULL, *b = NULL, *c = NULL, *k = NULL;
+    CHECK(T, pf_trainer_create(m, &p, &a, &e) == PF_OK, "full trainer: %s", e.msg);
+    if (!a) return;
+    const pf_model_hparams *hp = pf_model_get_hparams(m);
+    const int64_t L = hp->n_layer, E = hp->n_embd, Q = E + 2 * hp->n_head_kv * hp->head_dim;
+    const int64_t n_w = (2 * L + 1) * E + L * (Q * E + E * E + 2 * hp->n_ff * E + E * hp->n_ff) + 2 * hp->n_vocab * E;
+    CHECK(T, pf_trainer_n_params(a) == n_w, "every weight trains: %lld floats (want %lld)",
+          (long long)pf_trainer_n_params(a), (long long)n_w);
+
+    /* gradient checkpointing: the same weight gradients bit for bit */
+    pf_train_params pk = p;
+    pk.grad_checkpoint = true;
+    CHECK(T, pf_trainer_create(m, &pk, &k, &e) == PF_OK, "full + checkpointing: %s", e.msg);
+    double l1, l2;
+    pf_trainer_accumulate(a, &rows[0].row, 10.0, &l1, &e);
+    pf_trainer_accumulate(k, &rows[0].row, 10.0, &l2, &e);
+    CHECK(T, l1 == l2 && !memcmp(pf_trainer_grads_data(a), pf_trainer_grads_data(k), (size_t)n_w * sizeof(float)),
+          "checkpointing: same loss and gradients");
+    pf_trainer_free(k);
+    memset(pf_trainer_grads_data(a), 0, (size_t)n_w * sizeof(float));
+
+    /* resume: 2 steps, checkpoint, a new trainer loads it, 2 more = 4 uninterrupted steps */
+    double full[STEPS], part[STEPS];
+    for (int s = 0; s < STEPS; s++) full[s] = train_step(T, a, &rows[s * ACCUM], ACCUM);
+    pf_trainer_create(m, &p, &b, &e);
+    for (int s = 0; s < 2; s++) part[s] = train_step(T, b, &rows[s * ACCUM], ACCUM);
+    char ck[160], out[160];
+    snprintf(ck, sizeof ck, "%s/full-ckpt.bin", g_dir);
+    CHECK(T, b && pf_trainer_save(b, ck, NULL, &e) == PF_OK, "save: %s", e.msg);
+    pf_trainer_free(b);
+    pf_trainer_create(m, &p, &c, &e);
+    CHECK(T, c && pf_trainer_load(c, ck, NULL, &e) == PF_OK, "load: %s", e.msg);
+    if (!c) return pf_trainer_free(a);
+    for (int s = 2; s < STEPS; s++) part[s] = train_step(T, c, &rows[s * ACCUM], ACCUM);
+    int same = 0;
+    for (int s = 0; s < STEPS; s++) same += full[s] == part[s];
+    CHECK(T, same == STEPS, "full: resumed loss curve equals the uninterrupted one bit for bit (%d of %d)", same, STEPS);
+    CHECK(T, !memcmp(pf_trainer_params_data(a), pf_trainer_params_data(c), (size_t)n_w * sizeof(float)),
+          "full: same weights after resume");
+    pf_lora_weights w;
+    CHECK(T, pf_trainer_export(c, &w, &e) == PF_ERR_ARG && strstr(e.msg, "no adapters"), "export refused: %s", e.msg);
+
+    /* the saved model: same layout, types and metadata as the base; its logits (through
+     * pf_decode, an independent forward) give the trainer's own loss */
+    snprintf(out, sizeof out, "%s/full.gguf", g_dir);
+    CHECK(T, pf_trainer_save_model(c, out, &e) == PF_OK, "save model: %s", e.msg);
+    pf_model *fm = NULL;
+    CHECK(T, pf_model_load(out, &fm, &e) == PF_OK, "load the saved model: %s", e.msg);
+    if (fm) {
+        const pf_gguf *g0 = pf_model_gguf(m), *g1 = pf_model_gguf(fm);
+        bool layout = pf_gguf_n_tensors(g0) == pf_gguf_n_tensors(g1) && pf_gguf_n_kv(g0) == pf_gguf_n_kv(g1);
+        for (int64_t i = 0; layout && i < pf_gguf_n_tensors(g0); i++) {
+            const pf_tensor_info *x = pf_gguf_tensor(g0, i), *y = pf_gguf_tensor(g1, i);
+            layout = !strcmp(x->name, y->name) && x->type == y->type && x->ne[0] == y->ne[0] && x->ne[1] == y->ne[1];
+        }
+        CHECK(T, layout, "saved model: same tensors (names, types, shapes, order) and metadata count as the base");
+        const int64_t qi = pf_gguf_find_tensor(g1, "blk.0.attn_qkv.weight");
+        const float *qkv = pf_trainer_params_data(c) + (2 * L + 1) * E; /* documented order: norms first */
+        CHECK(T, qi >= 0 && !memcmp(pf_gguf_tensor(g1, qi)->data, qkv, (size_t)(Q * E) * sizeof(float)) &&
+                     memcmp(pf_gguf_tensor(g0, qi)->data, qkv, (size_t)(Q * E) * sizeof(float)),
+              "saved qkv = the trained f32 weights (and differs from the base)");
+        double lt;
+        int64_t nt;
+        CHECK(T, pf_trainer_eval(c, &rows[0].row, &lt, &nt, &e) == PF_OK, "eval: %s", e.msg);
+        const double li = infer_loss(T, fm, &rows[0]);
+        printf("full fine-tuning: saved model via inference: loss %.6f, trainer %.6f\n", li / (double)nt,
+               lt / (double)nt);
+        CHECK(T, fabs(li - lt) < 1e-4 * lt, "saved model's logits: loss %.7g vs trainer %.7g", li, lt);
+        pf_model_free(fm);
+    }
+    pf_trainer_free(a), pf_trainer_free(c);
+
+    /* refusals: quantized weights (the tensor is named), dropout */
+    char qpath[256];
+    pf_model *qm = make_model(T, false, "Q8_0", qpath, sizeof qpath);
+    pf_trainer *q = NULL;
+    CHECK(T, qm && pf_trainer_create(qm, &p, &q, &e) == PF_ERR_UNSUPPORTED && strstr(e.msg, "Q8_0") &&
+                 strstr(e.msg, ".weight") && q == NULL, "quantized model refused: %s", e.msg);
+    pf_model_free(qm);
+    p.dropout = 0.1f;
+    CHECK(T, pf_trainer_create(m, &p, &q, &e) == PF_ERR_ARG && strstr(e.msg, "dropout"), "dropout refused: %s", e.msg);
+}
+
 /* ---- demonstration: `phiforge finetune` teaches the tiny model a small domain set ---------- */
 
 /* The tiny preset (random weights, Q8_0 base) fine-tuned on tests/data/finetune-chat.jsonl
@@ -572,8 +699,9 @@ static void test_cli_errors(pf_test *T) {
           "missing -m: %s", out);
     CHECK(T, run_cmd("./build/phiforge finetune -m tests/data/phi3-tiny-f16.gguf --data x -o /tmp/x --targets qkv,foo 2>&1",
                      out, sizeof out) != 0 && strstr(out, "--targets"), "bad --targets: %s", out);
-    CHECK(T, run_cmd("./build/phiforge finetune -m tests/data/phi3-tiny-f16.gguf --data x -o /tmp/x --full 2>&1", out,
-                     sizeof out) != 0 && strstr(out, "not implemented"), "--full: %s", out);
+    CHECK(T, run_cmd("./build/phiforge finetune -m tests/data/phi3-tiny-f16.gguf --data tests/data/finetune-chat.jsonl "
+                     "-o /tmp/x --full --dropout 0.1 2>&1", out, sizeof out) != 0 && strstr(out, "dropout"),
+          "--full with dropout: %s", out);
     snprintf(bad, sizeof bad, "%s/bad.jsonl", g_dir);
     FILE *f = fopen(bad, "w");
     fputs("{\"messages\": [{\"role\": \"user\", \"content\": \"hi\"}, {\"role\": \"assistant\", \"content\": \"hello\"}]}\n"
@@ -592,7 +720,8 @@ int main(void) {
     snprintf(g_dir, sizeof g_dir, "/tmp/pf_train_XXXXXX");
     if (!mkdtemp(g_dir)) return 1;
     test_schedule(&T);
-    test_torch(&T);
+    test_torch(&T, false);
+    test_torch(&T, true);
     char path[256];
     pf_model *m = make_model(&T, true, "F32", path, sizeof path);
     if (m) {
@@ -601,6 +730,7 @@ int main(void) {
         test_errors(&T, m);
         test_dropout_grad(&T, m);
         test_inference_agrees(&T, m);
+        test_full(&T, m);
         pf_model_free(m);
     }
     test_demo(&T);

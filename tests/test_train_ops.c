@@ -74,6 +74,19 @@ static void ref_norm(const void *vc, const double *x, double *y) {
     }
 }
 
+/* the same norm as a function of its weight g (x fixed) */
+typedef struct norm_g_ctx { const float *x; int64_t n, dim; double eps; } norm_g_ctx;
+
+static void ref_norm_g(const void *vc, const double *g, double *y) {
+    const norm_g_ctx *c = vc;
+    for (int64_t t = 0; t < c->n; t++) {
+        double ss = 0;
+        for (int64_t i = 0; i < c->dim; i++) ss += (double)c->x[t * c->dim + i] * c->x[t * c->dim + i];
+        const double r = 1.0 / sqrt(ss / (double)c->dim + c->eps);
+        for (int64_t i = 0; i < c->dim; i++) y[t * c->dim + i] = c->x[t * c->dim + i] * r * g[i];
+    }
+}
+
 static void test_rmsnorm(pf_test *T, pf_compute *c) {
     enum { N = 3, D = 24 };
     float x[N * D], g[D], w[N * D], y[N * D], r[N], dx[N * D] = {0};
@@ -86,6 +99,16 @@ static void test_rmsnorm(pf_test *T, pf_compute *c) {
     pf_train_rmsnorm_bwd(c, x, g, r, w, N, D, dx, NULL);
     fd_grad(ref_norm, &nc, x, N * D, w, N * D, gr);
     CHECK(T, rel_err(dx, gr, N * D) < 1e-5, "rmsnorm bwd vs finite differences: rel %g", rel_err(dx, gr, N * D));
+    /* the weight gradient (full fine-tuning): dg_i = Σ_t dy_ti x_ti r_t, accumulated onto dg */
+    float dg[D], dx2[N * D] = {0};
+    double ggr[D];
+    for (int64_t i = 0; i < D; i++) dg[i] = 0.25f;
+    pf_train_rmsnorm_bwd(c, x, g, r, w, N, D, dx2, dg);
+    for (int64_t i = 0; i < D; i++) dg[i] -= 0.25f;
+    norm_g_ctx gc = {x, N, D, 1e-5};
+    fd_grad(ref_norm_g, &gc, g, D, w, N * D, ggr);
+    CHECK(T, rel_err(dg, ggr, D) < 1e-5, "rmsnorm weight gradient vs finite differences: rel %g", rel_err(dg, ggr, D));
+    CHECK(T, !memcmp(dx, dx2, sizeof dx), "dx unchanged when dg is asked for too");
 }
 
 /* ---- RoPE (LongRoPE factors, magnitude m) ------------------------------------------------- */
@@ -284,12 +307,16 @@ static void test_gw(pf_test *T, pf_compute *c, pf_compute *c1, pf_type type, int
     free(wf), free(wd), free(g), free(dx), free(dx1), free(ref), free(wq), free(work);
 }
 
-static void test_gtx(pf_test *T, pf_compute *c) {
-    enum { N = 9, O = 5, I = 300 };
-    float g[N * O], x[N * I], dw[O * I];
-    double ref[O * I];
+/* dW += α gᵀx against a double-precision sum: the threaded kernel (AVX2 tiles where the CPU has
+ * them; O = 37 rows: two 16-row items plus an edge of 5, of which 4 tile and 1 goes scalar; I = 300
+ * columns: a 256 chunk and an edge of 44 = 32 tiled + 12 scalar) and the 1-thread scalar one. */
+static void test_gtx(pf_test *T, pf_compute *c, pf_compute *c1) {
+    enum { N = 9, O = 37, I = 300 };
+    static float g[N * O], x[N * I], dw[O * I], dw1[O * I];
+    static double ref[O * I];
     fill(g, N * O, 1.0f), fill(x, N * I, 1.0f);
-    for (int i = 0; i < O * I; i++) dw[i] = 1.0f;
+    g[2 * O + 6] = 0.0f; /* a zero entry (the scalar kernel skips it) */
+    for (int i = 0; i < O * I; i++) dw[i] = dw1[i] = 1.0f;
     for (int o = 0; o < O; o++)
         for (int i = 0; i < I; i++) {
             double s = 0;
@@ -298,6 +325,8 @@ static void test_gtx(pf_test *T, pf_compute *c) {
         }
     pf_train_matmul_gtx(c, g, O, x, I, N, 0.5f, dw);
     CHECK(T, rel_err(dw, ref, O * I) < 1e-6, "dW += α gᵀx rel %g", rel_err(dw, ref, O * I));
+    pf_train_matmul_gtx(c1, g, O, x, I, N, 0.5f, dw1);
+    CHECK(T, rel_err(dw1, ref, O * I) < 1e-6, "dW += α gᵀx scalar rel %g", rel_err(dw1, ref, O * I));
 }
 
 /* ---- dropout mask ------------------------------------------------------------------------- */
@@ -335,7 +364,7 @@ int main(void) {
     test_gw(&T, c, c1, PF_TYPE_Q8_0, 65, 512, 7);  /* two column chunks */
     test_gw(&T, c, c1, PF_TYPE_Q4_K, 33, 768, 6);
     test_gw(&T, c, c1, PF_TYPE_Q6_K, 17, 256, 3);
-    test_gtx(&T, c);
+    test_gtx(&T, c, c1);
     test_dropout_mask(&T);
     pf_compute_free(c);
     pf_compute_free(c1);

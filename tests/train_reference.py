@@ -7,7 +7,8 @@ given), causal attention restricted to each packed sample (equal seg), GQA, SwiG
 gate|up, residuals, output projection, cross-entropy over targets != -1 summed and divided by the
 target count of the whole accumulated batch. LoRA (PEFT semantics) on qkv, o, gate_up, down:
 y = W x + s * B (A x). torch.optim.AdamW with HF's warmup+cosine/linear/constant LambdaLR and
-torch.nn.utils.clip_grad_norm_. Writes DIR/grads0.f64 (gradients of the flat LoRA parameters at
+torch.nn.utils.clip_grad_norm_. With "full 1" in hparams.txt every weight trains instead (no
+LoRA; norms without weight decay). Writes DIR/grads0.f64 (gradients of the flat trainable parameters at
 step 0, before clipping) and DIR/losses.f64 (mean token loss of each step).
 """
 import math
@@ -43,22 +44,34 @@ for l in range(L):
     W[l, 3] = load(f"blk.{l}.ffn_down", E, F)
 ff = load("rope_ff", NROT // 2) if hp["has_ff"] else torch.ones(NROT // 2, dtype=dt)
 
-# flat LoRA parameters, same order as the C trainer: per layer, per module (qkv, o, gate_up, down): A then B
-flat = torch.from_numpy(np.fromfile(f"{D}/params.f32", dtype=np.float32).astype(np.float64))
-shapes = []
-for l in range(L):
-    for m in range(4):
-        if I("targets") & (1 << m):
-            n_out, n_in = W[l, m].shape
-            shapes.append(((l, m), (R, n_in), (n_out, R)))
-params, lora, off = [], {}, 0
-for key, sa, sb in shapes:
-    a = flat[off:off + sa[0] * sa[1]].reshape(sa).clone().requires_grad_(True); off += sa[0] * sa[1]
-    b = flat[off:off + sb[0] * sb[1]].reshape(sb).clone().requires_grad_(True); off += sb[0] * sb[1]
-    lora[key] = (a, b)
-    params += [a, b]
-assert off == flat.numel(), (off, flat.numel())
-scale = hp["alpha"] / (math.sqrt(R) if hp["rslora"] else R)
+FULL = int(hp.get("full", 0))
+if FULL:
+    # full fine-tuning: every weight trains, flat in the C trainer's order (norms first, no weight decay on
+    # them, as HF's Trainer), then qkv, o, gate_up, down per layer, output, token_embd
+    norms = [W[l, k] for l in range(L) for k in ("n1", "n2")] + [W["onorm"]]
+    mats = [W[l, m] for l in range(L) for m in range(4)] + [W["out"], W["tok"]]
+    for p_ in norms + mats:
+        p_.requires_grad_(True)
+    params, lora, scale = norms + mats, {}, 0.0
+    groups = [{"params": norms, "weight_decay": 0.0}, {"params": mats}]
+else:
+    # flat LoRA parameters, same order as the C trainer: per layer, per module (qkv, o, gate_up, down): A then B
+    flat = torch.from_numpy(np.fromfile(f"{D}/params.f32", dtype=np.float32).astype(np.float64))
+    shapes = []
+    for l in range(L):
+        for m in range(4):
+            if I("targets") & (1 << m):
+                n_out, n_in = W[l, m].shape
+                shapes.append(((l, m), (R, n_in), (n_out, R)))
+    params, lora, off = [], {}, 0
+    for key, sa, sb in shapes:
+        a = flat[off:off + sa[0] * sa[1]].reshape(sa).clone().requires_grad_(True); off += sa[0] * sa[1]
+        b = flat[off:off + sb[0] * sb[1]].reshape(sb).clone().requires_grad_(True); off += sb[0] * sb[1]
+        lora[key] = (a, b)
+        params += [a, b]
+    assert off == flat.numel(), (off, flat.numel())
+    scale = hp["alpha"] / (math.sqrt(R) if hp["rslora"] else R)
+    groups = params
 
 raw = np.fromfile(f"{D}/rows.i32", dtype=np.int32)
 rows, i = [], 0
@@ -125,7 +138,7 @@ def lr_lambda(k):  # HF get_{cosine,linear,constant}_schedule_with_warmup
     return 1.0
 
 
-opt = torch.optim.AdamW(params, lr=hp["lr"], betas=(hp["beta1"], hp["beta2"]), eps=hp["eps"],
+opt = torch.optim.AdamW(groups, lr=hp["lr"], betas=(hp["beta1"], hp["beta2"]), eps=hp["eps"],
                         weight_decay=hp["wd"])
 lrs = torch.optim.lr_scheduler.LambdaLR(opt, lr_lambda)
 accum, losses = I("accum"), []

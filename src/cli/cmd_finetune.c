@@ -5,7 +5,8 @@
  * step), logs metrics, evaluates on a validation set, checkpoints every N steps and on Ctrl-C
  * (the signal handler only sets a flag that is checked between steps), and writes the adapter
  * as OUTDIR/adapter.gguf (llama.cpp) and OUTDIR/peft/ (PEFT). --resume continues from
- * OUTDIR/checkpoint.bin exactly where it stopped (same data order, dropout masks, moments). */
+ * OUTDIR/checkpoint.bin exactly where it stopped (same data order, dropout masks, moments).
+ * --full trains every weight instead and writes OUTDIR/model.gguf (train_full.c). */
 #include <getopt.h>
 #include <math.h>
 #include <signal.h>
@@ -45,7 +46,8 @@ static void usage(FILE *f) {
             "      --resume          continue from DIR/checkpoint.bin\n"
             "      --log FILE        metrics as JSON lines (default DIR/metrics.jsonl)\n"
             "      --seed S (42)     -t, --threads N (online CPUs)   --json  final summary as JSON\n"
-            "      --full            full fine-tuning (not implemented yet)\n");
+            "      --full            full fine-tuning of every weight (F32/F16/BF16 models; 16 bytes\n"
+            "                        per weight: params, grads, AdamW m, v); writes DIR/model.gguf\n");
 }
 
 typedef struct ft_opts {
@@ -89,10 +91,14 @@ static int eval_loss(pf_trainer *tr, const pf_dataset *d, double *loss, pf_error
 }
 
 static int save_outputs(const ft_opts *o, pf_trainer *tr, const pf_model *m, pf_error *err) {
+    char path[4096];
+    if (o->tp.full) { /* the whole model, in the base's layout and types */
+        snprintf(path, sizeof path, "%s/model.gguf", o->out);
+        return pf_trainer_save_model(tr, path, err);
+    }
     pf_lora_weights w;
     int rc = pf_trainer_export(tr, &w, err);
     if (rc != PF_OK) return rc;
-    char path[4096];
     snprintf(path, sizeof path, "%s/adapter.gguf", o->out);
     rc = pf_lora_save_gguf(&w, m, path, PF_TYPE_F32, err);
     if (rc == PF_OK) {
@@ -124,6 +130,10 @@ static int run(ft_opts *o) {
         rc = pf_dataset_load(o->val, tok, &fmt, &dp, &val, &unused, &err);
         pf_dataset_free(unused);
     }
+    if (rc == PF_OK && val && pf_dataset_n_rows(val) == 0) { /* no held-out rows: no validation loss to report */
+        pf_dataset_free(val);
+        val = NULL;
+    }
     if (rc != PF_OK) goto done;
     const int64_t n_rows = pf_dataset_n_rows(train), per_step = o->batch * o->accum;
     if (n_rows == 0) {
@@ -147,12 +157,17 @@ static int run(ft_opts *o) {
         rc = pf_error_set(&err, PF_ERR_IO, "cannot open the metrics log or allocate the row order");
         goto done;
     }
+    char what[96];
+    if (o->tp.full) /* params, grads, AdamW m and v: 4 f32 copies */
+        snprintf(what, sizeof what, "full: every weight, %.1f MiB of params + grads + AdamW moments",
+                 16.0 * (double)pf_trainer_n_params(tr) / 1048576.0);
+    else snprintf(what, sizeof what, "r %d, alpha %g", o->tp.rank, (double)o->tp.alpha);
     fprintf(stderr,
             "finetune: %lld samples in %lld rows of <= %lld tokens (%lld target tokens), %lld val rows; %lld steps of "
-            "%lld rows; %lld trainable parameters (r %d, alpha %g)\n",
+            "%lld rows; %lld trainable parameters (%s)\n",
             (long long)pf_dataset_n_samples(train), (long long)n_rows, (long long)o->tp.seq_len,
             (long long)pf_dataset_n_target_tokens(train), (long long)(val ? pf_dataset_n_rows(val) : 0),
-            (long long)total, (long long)per_step, (long long)pf_trainer_n_params(tr), o->tp.rank, (double)o->tp.alpha);
+            (long long)total, (long long)per_step, (long long)pf_trainer_n_params(tr), what);
     signal(SIGINT, on_sigint);
     cli_progress bar;
     cli_progress_start(&bar, "finetune", (double)total);
@@ -216,14 +231,16 @@ static int run(ft_opts *o) {
     const double el = cli_now() - t0;
     if (o->json)
         printf("{\"steps\":%lld,\"first_loss\":%.6f,\"last_loss\":%.6f,\"val_loss\":%.6f,\"tokens\":%lld,"
-               "\"seconds\":%.3f,\"tok_per_s\":%.1f,\"adapter\":\"%s/adapter.gguf\"}\n",
+               "\"seconds\":%.3f,\"tok_per_s\":%.1f,\"%s\":\"%s/%s\"}\n",
                (long long)step, first_loss, last_loss, isnan(val_loss) ? -1.0 : val_loss, (long long)tokens_seen, el,
-               tokens_seen / (el > 0 ? el : 1e-9), o->out);
+               tokens_seen / (el > 0 ? el : 1e-9), o->tp.full ? "model" : "adapter", o->out,
+               o->tp.full ? "model.gguf" : "adapter.gguf");
     else {
         printf("finetune: %lld steps in %.1f s (%.0f tokens/s); loss %.4f -> %.4f", (long long)step, el,
                tokens_seen / (el > 0 ? el : 1e-9), first_loss, last_loss);
         if (val) printf("; validation loss %.4f", val_loss);
-        printf("\nwrote %s/adapter.gguf, %s/checkpoint.bin, %s\n", o->out, o->out, o->log ? o->log : logpath);
+        printf("\nwrote %s/%s, %s/checkpoint.bin, %s\n", o->out, o->tp.full ? "model.gguf" : "adapter.gguf", o->out,
+               o->log ? o->log : logpath);
     }
 done:
     if (log) fclose(log);
@@ -293,7 +310,7 @@ int cmd_finetune(int argc, char **argv) {
         case O_LOG: o.log = optarg; break;
         case O_SEED: o.tp.seed = strtoull(optarg, NULL, 10); break;
         case O_JSON: o.json = true; break;
-        case O_FULL: return cli_failf("finetune", "--full (full fine-tuning) is not implemented yet; use LoRA");
+        case O_FULL: o.tp.full = true; break;
         default: usage(stderr); return 1;
         }
     }

@@ -87,6 +87,12 @@ void pf_train_panel_scalar(const float *g, int64_t ldg, const float *p, int64_t 
                            int64_t n, float *dx, int64_t ldx);
 void pf_train_panel_avx2(const float *g, int64_t ldg, const float *p, int64_t ldp, int64_t rows, int64_t cols,
                          int64_t n, float *dx, int64_t ldx);
+/* One block of dW += α·gᵀx: dw[o][0..cols) += α Σ_{t<n} g[t][o] · x[t][0..cols) for o < rows (row
+ * strides g ldg, x ldx, dw ldw). Scalar reference + AVX2 (sums over t in registers, then adds). */
+void pf_train_gtx_block_scalar(const float *g, int64_t ldg, const float *x, int64_t ldx, int64_t rows, int64_t cols,
+                               int64_t n, float alpha, float *dw, int64_t ldw);
+void pf_train_gtx_block_avx2(const float *g, int64_t ldg, const float *x, int64_t ldx, int64_t rows, int64_t cols,
+                             int64_t n, float alpha, float *dw, int64_t ldw);
 
 /* ---- dropout mask (counter based: the same (seed, salt, t, i) always gives the same bit) ---- */
 static inline bool pf_train_keep(uint64_t key, int64_t t, int64_t i, uint32_t threshold) {

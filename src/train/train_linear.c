@@ -85,37 +85,47 @@ void pf_train_matmul_gw(pf_compute *c, const void *w, pf_type type, int64_t n_ou
     pf_pool_run(pf_compute_pool(c), gw_thread, &j);
 }
 
+void pf_train_gtx_block_scalar(const float *g, int64_t ldg, const float *x, int64_t ldx, int64_t rows, int64_t cols,
+                               int64_t n, float alpha, float *dw, int64_t ldw) {
+    for (int64_t t = 0; t < n; t++) {
+        const float *xr = x + t * ldx, *gr = g + t * ldg;
+        for (int64_t o = 0; o < rows; o++) {
+            const float gv = alpha * gr[o];
+            if (gv == 0.0f) continue;
+            float *d = dw + o * ldw;
+            for (int64_t i = 0; i < cols; i++) d[i] += gv * xr[i];
+        }
+    }
+}
+
 typedef struct gtx_job {
     const float *g, *x;
     float *dw;
     int64_t n_out, n_in, n, n_chunks;
     float alpha;
+    bool avx2;
 } gtx_job;
 
 #define GTX_ROWS 16
 
-/* Items (block of 16 rows of dW, column chunk): dW[o][chunk] += α Σ_t g[t][o] x[t][chunk],
- * tokens outermost so g is read along its rows and the 16 × 256 block of dW stays in L1. */
+/* Items (block of 16 rows of dW, column chunk of 256): dW[o][chunk] += α Σ_t g[t][o] x[t][chunk]
+ * (block kernel: scalar reference, AVX2 4-row × 16-column register tile over all tokens). */
 static void gtx_items(void *arg, int64_t i0, int64_t i1) {
     const gtx_job *j = arg;
     for (int64_t it = i0; it < i1; it++) {
         const int64_t o0 = it / j->n_chunks * GTX_ROWS, c0 = (it % j->n_chunks) * PF_TRAIN_PANEL_COLS;
         const int64_t rows = j->n_out - o0 < GTX_ROWS ? j->n_out - o0 : GTX_ROWS;
         const int64_t cols = j->n_in - c0 < PF_TRAIN_PANEL_COLS ? j->n_in - c0 : PF_TRAIN_PANEL_COLS;
-        for (int64_t t = 0; t < j->n; t++) {
-            const float *x = j->x + t * j->n_in + c0, *g = j->g + t * j->n_out + o0;
-            for (int64_t o = 0; o < rows; o++) {
-                const float gv = j->alpha * g[o];
-                if (gv == 0.0f) continue;
-                float *dw = j->dw + (o0 + o) * j->n_in + c0;
-                for (int64_t i = 0; i < cols; i++) dw[i] += gv * x[i];
-            }
-        }
+        const float *g = j->g + o0, *x = j->x + c0;
+        float *dw = j->dw + o0 * j->n_in + c0;
+        if (j->avx2) pf_train_gtx_block_avx2(g, j->n_out, x, j->n_in, rows, cols, j->n, j->alpha, dw, j->n_in);
+        else pf_train_gtx_block_scalar(g, j->n_out, x, j->n_in, rows, cols, j->n, j->alpha, dw, j->n_in);
     }
 }
 
 void pf_train_matmul_gtx(pf_compute *c, const float *g, int64_t n_out, const float *x, int64_t n_in, int64_t n,
                          float alpha, float *dw) {
-    gtx_job j = {g, x, dw, n_out, n_in, n, (n_in + PF_TRAIN_PANEL_COLS - 1) / PF_TRAIN_PANEL_COLS, alpha};
+    gtx_job j = {g, x, dw, n_out, n_in, n, (n_in + PF_TRAIN_PANEL_COLS - 1) / PF_TRAIN_PANEL_COLS, alpha,
+                 pf_compute_kernels(c)->isa == PF_ISA_AVX2};
     pf_compute_parallel(c, (n_out + GTX_ROWS - 1) / GTX_ROWS * j.n_chunks, 2, gtx_items, &j);
 }

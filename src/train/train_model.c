@@ -53,6 +53,7 @@ static void lin_bwd(pf_trainer *t, int64_t il, int k, const float *x, const floa
                     float *dx) {
     const pf_linear *l = t->lin[il * N_MOD + k];
     if (dx) pf_train_matmul_gw(t->c, l->w, l->type, l->n_out, l->n_in, dy, n, dx, false, t->gw_work);
+    if (t->p.full) pf_train_matmul_gtx(t->c, dy, l->n_out, x, l->n_in, n, 1.0f, pf_train_grad_of(t, l->w));
     const int64_t ao = t->a_off[il * N_MOD + k], bo = t->b_off[il * N_MOD + k], r = t->p.rank;
     if (ao < 0) return;
     pf_train_matmul_gtx(t->c, dy, l->n_out, u, r, n, t->scale, t->grads + bo);
@@ -108,13 +109,16 @@ static void layer_bwd(pf_trainer *t, int64_t il, const train_acts *A, const floa
     lin_bwd(t, il, MOD_DOWN, A->act, A->u[MOD_DOWN], dx, n, t->dact);
     pf_train_swiglu_bwd(t->c, A->gu, t->dact, n, t->F, t->dgu);
     lin_bwd(t, il, MOD_UP, A->xn2, A->u[MOD_UP], t->dgu, n, t->dxn);
-    pf_train_rmsnorm_bwd(t->c, A->x_mid, L->ffn_norm.v, A->r2, t->dxn, n, E, dx, NULL);
+    pf_train_rmsnorm_bwd(t->c, A->x_mid, L->ffn_norm.v, A->r2, t->dxn, n, E, dx,
+                         pf_train_grad_of(t, L->ffn_norm.v));
     lin_bwd(t, il, MOD_O, A->att, A->u[MOD_O], dx, n, t->datt);
     pf_train_attn_bwd(t->c, &t->hp, A->qkv, row->seg, A->att, A->lse, t->datt, n, t->dqkv);
     pf_train_rope(t->c, &t->hp, t->rope, row->pos, n, t->dqkv, t->Q, true);
-    /* below layer 0 is the frozen embedding: its input gradient is not needed */
-    lin_bwd(t, il, MOD_QKV, A->xn1, A->u[MOD_QKV], t->dqkv, n, il > 0 ? t->dxn : NULL);
-    if (il > 0) pf_train_rmsnorm_bwd(t->c, xin, L->attn_norm.v, A->r1, t->dxn, n, E, dx, NULL);
+    /* below layer 0 is the embedding: its input gradient is needed only when it trains (full) */
+    const bool need_dx = il > 0 || t->p.full;
+    lin_bwd(t, il, MOD_QKV, A->xn1, A->u[MOD_QKV], t->dqkv, n, need_dx ? t->dxn : NULL);
+    if (need_dx)
+        pf_train_rmsnorm_bwd(t->c, xin, L->attn_norm.v, A->r1, t->dxn, n, E, dx, pf_train_grad_of(t, L->attn_norm.v));
 }
 
 static int check_row(const pf_trainer *t, const pf_train_row *row, pf_error *err) {
@@ -166,11 +170,14 @@ int pf_train_run_row(pf_trainer *t, const pf_train_row *row, bool backward, doub
     *loss_sum = pf_train_xent(t->c, t->logits, t->tg, m, t->V, (float)(1.0 / norm));
     if (!backward) return PF_OK;
 
+    if (t->p.full) /* dWout += dlogitsᵀ · xc, before xc is overwritten by dxc */
+        pf_train_matmul_gtx(t->c, t->logits, t->V, t->xc, E, m, 1.0f, pf_train_grad_of(t, out->w));
     pf_train_matmul_gw(t->c, out->w, out->type, t->V, E, t->logits, m, t->xc, false, t->gw_work);
     memset(t->dxn, 0, (size_t)(n * E) * sizeof(float));
     for (int64_t i = 0; i < m; i++) memcpy(t->dxn + t->rows[i] * E, t->xc + i * E, (size_t)E * sizeof(float));
     memset(t->dx, 0, (size_t)(n * E) * sizeof(float));
-    pf_train_rmsnorm_bwd(t->c, xl, t->m->output_norm.v, t->rf, t->dxn, n, E, t->dx, NULL);
+    pf_train_rmsnorm_bwd(t->c, xl, t->m->output_norm.v, t->rf, t->dxn, n, E, t->dx,
+                         pf_train_grad_of(t, t->m->output_norm.v));
     for (int64_t il = L - 1; il >= 0; il--) {
         train_acts *A = &t->acts[ckpt ? 0 : il];
         const float *xin = t->x_in + il * t->S * E;
@@ -180,6 +187,7 @@ int pf_train_run_row(pf_trainer *t, const pf_train_row *row, bool backward, doub
         }
         layer_bwd(t, il, A, xin, row, t->dx);
     }
+    if (t->p.full) pf_train_full_embed_bwd(t, row, t->dx);
     return PF_OK;
 }
 

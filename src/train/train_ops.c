@@ -167,13 +167,19 @@ static void xent_rows(void *arg, int64_t t0, int64_t t1) {
         float *l = j->logits + t * j->n_vocab;
         float mx = l[0];
         for (int64_t i = 1; i < j->n_vocab; i++) mx = l[i] > mx ? l[i] : mx;
-        double sum = 0.0; /* e^(l − max) in float (≤ 1, no overflow), summed in double */
-        for (int64_t i = 0; i < j->n_vocab; i++) sum += expf(l[i] - mx);
-        const double lse = (double)mx + log(sum);
         const int32_t y = j->targets[t];
-        j->loss[t] = lse - (double)l[y];
+        const float ly = l[y];
+        /* e^(l − max) in float (≤ 1, no overflow), stored in place (one exp per logit), summed in double */
+        double sum = 0.0;
+        for (int64_t i = 0; i < j->n_vocab; i++) {
+            const float e = expf(l[i] - mx);
+            l[i] = e;
+            sum += e;
+        }
+        const double lse = (double)mx + log(sum);
+        j->loss[t] = lse - (double)ly;
         const float inv = (float)(1.0 / sum) * j->scale; /* softmax = e^(l − max) / sum */
-        for (int64_t i = 0; i < j->n_vocab; i++) l[i] = expf(l[i] - mx) * inv;
+        for (int64_t i = 0; i < j->n_vocab; i++) l[i] *= inv;
         l[y] -= j->scale;
     }
 }

@@ -137,12 +137,13 @@ int pf_trainer_create(const pf_model *m, const pf_train_params *p, pf_trainer **
             const int64_t i = il * N_MOD + k;
             t->lin[i] = ls[k];
             t->a_off[i] = t->b_off[i] = -1;
-            if (!(p->targets & (1u << k))) continue;
+            if (p->full || !(p->targets & (1u << k))) continue;
             t->a_off[i] = t->n_params, t->n_params += p->rank * ls[k]->n_in;
             t->b_off[i] = t->n_params, t->n_params += ls[k]->n_out * p->rank;
         }
     }
-    if ((rc = pf_compute_create(p->n_threads, p->isa, &t->c, err)) != PF_OK) {
+    if ((p->full && (rc = pf_train_full_plan(t, m, err)) != PF_OK) ||
+        (rc = pf_compute_create(p->n_threads, p->isa, &t->c, err)) != PF_OK) {
         pf_trainer_free(t);
         return rc;
     }
@@ -173,7 +174,7 @@ int pf_trainer_create(const pf_model *m, const pf_train_params *p, pf_trainer **
         for (int64_t j = 0; j < p->rank * t->lin[i]->n_in; j++)
             A[j] = bound * (float)((double)(splitmix(&s) >> 11) * (2.0 / 9007199254740992.0) - 1.0);
     }
-    if ((rc = reserve_matmul(t, err)) != PF_OK) {
+    if ((p->full && (rc = pf_train_full_bind(t, m, err)) != PF_OK) || (rc = reserve_matmul(t, err)) != PF_OK) {
         pf_trainer_free(t);
         return rc;
     }
@@ -186,6 +187,7 @@ void pf_trainer_free(pf_trainer *t) {
     pf_compute_free(t->c);
     free(t->arena);
     free(t->a_off), free(t->b_off), free(t->lin), free(t->acts);
+    free(t->full_t), free(t->full_layers);
     free(t);
 }
 
@@ -197,6 +199,9 @@ float *pf_trainer_grads_data(pf_trainer *t) { return t->grads; }
 int pf_trainer_export(const pf_trainer *t, pf_lora_weights *out, pf_error *err) {
     if (t == NULL || out == NULL) return pf_error_set(err, PF_ERR_ARG, "pf_trainer_export: NULL argument");
     memset(out, 0, sizeof *out);
+    if (t->p.full)
+        return pf_error_set(err, PF_ERR_ARG, "pf_trainer_export: a full fine-tuning trainer has no adapters "
+                                             "(pf_trainer_save_model writes the model)");
     int64_t n = 0;
     for (int64_t i = 0; i < t->hp.n_layer * N_MOD; i++) n += t->a_off[i] >= 0;
     out->pairs = calloc((size_t)n, sizeof *out->pairs);

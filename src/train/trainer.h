@@ -20,8 +20,14 @@ typedef struct train_acts {
     float *u[N_MOD];   /* A·drop(x) of each adapted module          S×r           */
 } train_acts;
 
+/* One trained weight tensor of full fine-tuning and its offset in params (train_full.c). */
+typedef struct pf_train_full_tensor {
+    const pf_tensor_info *ti;
+    int64_t off;
+} pf_train_full_tensor;
+
 struct pf_trainer {
-    const pf_model *m;
+    const pf_model *m;      /* the model trained (with full: the shadow below)               */
     pf_model_hparams hp;
     pf_train_params p;
     pf_compute *c;
@@ -50,6 +56,15 @@ struct pf_trainer {
     void *arena;            /* the one block all buffers above live in                */
     size_t arena_bytes;
 
+    /* full fine-tuning (train_full.c): f32 weights in params, a shadow model pointing at them */
+    const pf_model *base;   /* the loaded model (full) */
+    pf_model full_m;
+    pf_layer *full_layers;
+    pf_tensor_info full_embd;
+    pf_train_full_tensor *full_t;
+    int64_t n_full_t;
+    int64_t n_nodecay;      /* params [0, n_nodecay) are norm weights: no weight decay         */
+
     int64_t step;           /* optimizer steps done                                   */
     int64_t n_micro;        /* rows run through accumulate (salts the dropout stream) */
 };
@@ -57,5 +72,14 @@ struct pf_trainer {
 /* forward + (optionally) backward of one row (train_model.c) */
 int pf_train_run_row(pf_trainer *t, const pf_train_row *row, bool backward, double norm, double *loss_sum,
                      int64_t *n_tok, pf_error *err);
+
+/* full fine-tuning (train_full.c) */
+int pf_train_full_plan(pf_trainer *t, const pf_model *m, pf_error *err); /* sizes params, checks types */
+int pf_train_full_bind(pf_trainer *t, const pf_model *m, pf_error *err); /* fills params, the shadow   */
+void pf_train_full_embed_bwd(pf_trainer *t, const pf_train_row *row, const float *dx);
+/* Gradient of the parameter that w points into (full fine-tuning), NULL otherwise (frozen). */
+static inline float *pf_train_grad_of(pf_trainer *t, const void *w) {
+    return t->p.full ? t->grads + ((const float *)w - t->params) : NULL;
+}
 
 #endif
