@@ -34,6 +34,8 @@ struct pf_trainer {
     float *params, *grads, *adam_m, *adam_v;
     int64_t *a_off, *b_off; /* n_layer × N_MOD offsets into params; -1: not adapted */
     const pf_linear **lin;  /* n_layer × N_MOD base weights                          */
+    pf_nf4_tensor *nf4;     /* QLoRA: the same in NF4 (train_qlora.c); NULL for LoRA  */
+    pf_qlora_info qinfo;
 
     float *rope;            /* S × n_rot: cos|sin per position                       */
     float *x_in;            /* (n_layer + 1) × S×E: each layer's input, final x last  */
@@ -57,5 +59,9 @@ struct pf_trainer {
 /* forward + (optionally) backward of one row (train_model.c) */
 int pf_train_run_row(pf_trainer *t, const pf_train_row *row, bool backward, double norm, double *loss_sum,
                      int64_t *n_tok, pf_error *err);
+
+/* QLoRA base (train_qlora.c): quantize every lin[] to nf4[], dropping the mapped pages. */
+int pf_train_qlora_build(pf_trainer *t, pf_error *err);
+void pf_train_qlora_free(pf_trainer *t);
 
 #endif
