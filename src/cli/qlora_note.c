@@ -5,9 +5,10 @@
 void cli_qlora_note(const char *cmd, const pf_trainer *tr) {
     pf_qlora_info qi;
     if (pf_trainer_qlora_info(tr, &qi, NULL) != PF_OK || qi.n_tensors == 0) return;
-    char a[32], b[32];
-    fprintf(stderr, "%s: QLoRA base: %lld linears, %.2fG weights in NF4: %s (%.3f bits/weight; %s in the GGUF)\n", cmd,
-            (long long)qi.n_tensors, (double)qi.n_weights / 1e9, cli_human_bytes((double)qi.nf4_bytes, a, sizeof a),
+    char a[32], b[32], n[32];
+    fprintf(stderr, "%s: QLoRA base: %lld linears, %s weights in NF4: %s (%.3f bits/weight; %s in the GGUF)\n", cmd,
+            (long long)qi.n_tensors, cli_human_count((double)qi.n_weights, n, sizeof n),
+            cli_human_bytes((double)qi.nf4_bytes, a, sizeof a),
             8.0 * (double)qi.nf4_bytes / (double)qi.n_weights, cli_human_bytes((double)qi.src_bytes, b, sizeof b));
     if (qi.n_requantized > 0)
         fprintf(stderr,
