@@ -1987,6 +1987,7 @@ typedef struct pf_train_params {
     int64_t total_steps;   /* for the schedule (1)                                              */
     pf_lr_schedule schedule;
     bool full;             /* full fine-tuning instead of LoRA (false): see pf_trainer_save_model */
+    bool qlora;            /* QLoRA: base linears of the blocks held in NF4 (see below) (false) */
 } pf_train_params;
 
 typedef struct pf_train_step_stats {
@@ -2148,6 +2149,28 @@ int pf_bench_lookup(const char *model_path, const pf_bench_lookup_params *p, pf_
 /* Writes the fine-tuned model: the base GGUF (all metadata, same tensor order and types) with
  * every trained tensor converted back to its type from the f32 copy. */
 int pf_trainer_save_model(pf_trainer *t, const char *path, pf_error *err);
+
+/* ------------------------------------------------------------------------------------------ */
+/* QLoRA: LoRA training on an NF4 base (pf_train_params.qlora)                                  */
+/* ------------------------------------------------------------------------------------------ */
+
+/* With qlora set, pf_trainer_create quantizes every base linear of the blocks (qkv, o, gate_up,
+ * down — adapted or not) to NF4 with double quantization (pf_nf4_quantize_tensor), tensor by
+ * tensor from the model's mapping, dropping each tensor's mapped pages once it is quantized, so
+ * the full-precision model is never resident. Forward / backward then use pf_nf4_matmul /
+ * pf_nf4_matmul_t. The output head and the embedding stay in their GGUF type (bitsandbytes keeps
+ * lm_head in 16 bit). A base already in a quantized type is dequantized then requantized
+ * (n_requantized counts those tensors: callers should warn). Adapters are exported as for LoRA
+ * and apply to the original base or any quantized copy. */
+typedef struct pf_qlora_info {
+    int64_t n_tensors;     /* base linears held in NF4 (0 without qlora)                        */
+    int64_t n_weights;     /* their weights                                                     */
+    size_t nf4_bytes;      /* their NF4 storage (codes, absmax codes, scales, offsets)          */
+    size_t src_bytes;      /* the same tensors in the GGUF                                      */
+    int64_t n_requantized; /* of them, read from a quantized type (rounded twice)               */
+    pf_type src_type;      /* type of the first of those                                        */
+} pf_qlora_info;
+int pf_trainer_qlora_info(const pf_trainer *t, pf_qlora_info *out, pf_error *err);
 
 #ifdef __cplusplus
 }

@@ -67,6 +67,8 @@ void cli_progress_start(cli_progress *p, const char *label, double total);
 void cli_progress_update(cli_progress *p, double done, const char *item);
 void cli_progress_finish(cli_progress *p);
 double cli_now(void);
+/* After creating a QLoRA trainer: its NF4 base on stderr, and a warning for a quantized GGUF (qlora_note.c). */
+void cli_qlora_note(const char *cmd, const pf_trainer *tr);
 
 /* Replaces model arguments (-m, --model, --embed-model) that name a pulled registry model by
  * its path (src/cli/model_arg.c); argv[0] is the command. 0, or 1 after reporting the error. */

@@ -23,6 +23,7 @@ static void usage(FILE *f) {
                "      --steps N         timed optimizer steps of one row each (3)\n"
                "  -t, --threads N       threads (default: online CPUs)\n"
                "      --grad-checkpoint recompute layers in backward\n"
+               "      --qlora           base linears in NF4 (QLoRA)\n"
                "      --json            machine-readable output\n");
 }
 
@@ -43,12 +44,13 @@ int cmd_bench_train(int argc, char **argv) {
     int64_t layers = 8, embd = 1024, ff = 2816, heads = 16, steps = 3;
     pf_train_params tp = pf_train_default_params();
     bool json = false;
-    enum { O_LAYERS = 256, O_EMBD, O_FF, O_HEADS, O_TYPE, O_SEQ, O_RANK, O_STEPS, O_GC, O_JSON };
+    enum { O_LAYERS = 256, O_EMBD, O_FF, O_HEADS, O_TYPE, O_SEQ, O_RANK, O_STEPS, O_GC, O_JSON, O_QLORA };
     static const struct option lo[] = {{"model", 1, 0, 'm'}, {"threads", 1, 0, 't'}, {"help", 0, 0, 'h'},
                                        {"layers", 1, 0, O_LAYERS}, {"embd", 1, 0, O_EMBD}, {"ff", 1, 0, O_FF},
                                        {"heads", 1, 0, O_HEADS}, {"type", 1, 0, O_TYPE}, {"seq", 1, 0, O_SEQ},
                                        {"rank", 1, 0, O_RANK}, {"steps", 1, 0, O_STEPS},
-                                       {"grad-checkpoint", 0, 0, O_GC}, {"json", 0, 0, O_JSON}, {0, 0, 0, 0}};
+                                       {"grad-checkpoint", 0, 0, O_GC}, {"json", 0, 0, O_JSON},
+                                       {"qlora", 0, 0, O_QLORA}, {0, 0, 0, 0}};
     int c;
     optind = 1;
     while ((c = getopt_long(argc, argv, "m:t:h", lo, NULL)) != -1) {
@@ -66,6 +68,7 @@ int cmd_bench_train(int argc, char **argv) {
         case O_STEPS: steps = atoll(optarg); break;
         case O_GC: tp.grad_checkpoint = true; break;
         case O_JSON: json = true; break;
+        case O_QLORA: tp.qlora = true; break;
         default: usage(stderr); return 1;
         }
     }
@@ -93,7 +96,10 @@ int cmd_bench_train(int argc, char **argv) {
     pf_trainer *tr = NULL;
     int rc = pf_model_load(model, &m, &err);
     if (tmp[0]) unlink(tmp); /* the mapping stays valid */
+    const double t_setup = cli_now();
     if (rc == PF_OK) rc = pf_trainer_create(m, &tp, &tr, &err);
+    const double setup_s = cli_now() - t_setup;
+    if (rc == PF_OK && tp.qlora && !json) cli_qlora_note("bench-train", tr);
     if (rc != PF_OK) {
         pf_model_free(m);
         return cli_fail("bench-train", &err);
@@ -127,18 +133,20 @@ int cmd_bench_train(int argc, char **argv) {
         if (json)
             printf("{\"n_layer\":%lld,\"n_embd\":%lld,\"n_ff\":%lld,\"type\":\"%s\",\"seq\":%lld,\"rank\":%d,"
                    "\"threads\":%d,\"grad_checkpoint\":%s,\"steps\":%lld,\"tok_per_s\":%.2f,\"tok_per_s_best\":%.2f,"
-                   "\"tok_per_cpu_s\":%.2f,\"peak_rss_bytes\":%.0f,\"trainable\":%lld}\n",
+                   "\"tok_per_cpu_s\":%.2f,\"peak_rss_bytes\":%.0f,\"trainable\":%lld,\"qlora\":%s,"
+                   "\"setup_s\":%.2f,\"step_s_best\":%.3f}\n",
                    (long long)hp->n_layer, (long long)hp->n_embd, (long long)hp->n_ff, pf_type_name(qkv->type),
                    (long long)S, tp.rank, tp.n_threads, tp.grad_checkpoint ? "true" : "false", (long long)steps,
-                   mean_tps, best_tps, (double)(S * steps) / cpu, rss, (long long)pf_trainer_n_params(tr));
+                   mean_tps, best_tps, (double)(S * steps) / cpu, rss, (long long)pf_trainer_n_params(tr),
+                   tp.qlora ? "true" : "false", setup_s, best);
         else {
             char b[32];
-            printf("bench-train: %lld layers, n_embd %lld, n_ff %lld, %s weights, seq %lld, LoRA r %d (%lld "
-                   "trainable), %s\n  %.1f tokens/s mean over %lld steps (best %.1f), %.1f tokens per CPU-second, peak RSS %s\n",
+            printf("bench-train: %lld layers, n_embd %lld, n_ff %lld, %s weights%s, seq %lld, LoRA r %d (%lld "
+                   "trainable), %s\n  %.1f tokens/s mean over %lld steps (best %.1f), %.1f tokens per CPU-second, peak RSS %s\n  trainer setup %.2f s\n",
                    (long long)hp->n_layer, (long long)hp->n_embd, (long long)hp->n_ff, pf_type_name(qkv->type),
-                   (long long)S, tp.rank, (long long)pf_trainer_n_params(tr),
+                   tp.qlora ? " -> NF4 (QLoRA)" : "", (long long)S, tp.rank, (long long)pf_trainer_n_params(tr),
                    tp.grad_checkpoint ? "gradient checkpointing" : "all activations kept", mean_tps, (long long)steps,
-                   best_tps, (double)(S * steps) / cpu, cli_human_bytes(rss, b, sizeof b));
+                   best_tps, (double)(S * steps) / cpu, cli_human_bytes(rss, b, sizeof b), setup_s);
         }
     }
     free(buf);

@@ -47,7 +47,8 @@ static void usage(FILE *f) {
             "      --log FILE        metrics as JSON lines (default DIR/metrics.jsonl)\n"
             "      --seed S (42)     -t, --threads N (online CPUs)   --json  final summary as JSON\n"
             "      --full            full fine-tuning of every weight (F32/F16/BF16 models; 16 bytes\n"
-            "                        per weight: params, grads, AdamW m, v); writes DIR/model.gguf\n");
+            "                        per weight: params, grads, AdamW m, v); writes DIR/model.gguf\n"
+            "      --qlora           QLoRA: the base linears held in 4-bit NF4 (double quantization)\n");
 }
 
 typedef struct ft_opts {
@@ -145,6 +146,7 @@ static int run(ft_opts *o) {
     if (o->max_steps > 0 && o->max_steps < total) total = o->max_steps;
     o->tp.total_steps = total;
     if ((rc = pf_trainer_create(m, &o->tp, &tr, &err)) != PF_OK) goto done;
+    if (o->tp.qlora) cli_qlora_note("finetune", tr);
     mkdir(o->out, 0755);
     char ckpt[4096], logpath[4096];
     snprintf(ckpt, sizeof ckpt, "%s/checkpoint.bin", o->out);
@@ -257,7 +259,7 @@ int cmd_finetune(int argc, char **argv) {
     ft_opts o = {.tp = pf_train_default_params(), .epochs = 1, .batch = 1, .accum = 8};
     enum { O_DATA = 256, O_VAL, O_VALF, O_RANK, O_ALPHA, O_RSLORA, O_DROP, O_TARGETS, O_LR, O_WD, O_CLIP, O_WARM,
            O_SCHED, O_EPOCHS, O_MAXS, O_SEQ, O_BATCH, O_ACCUM, O_TOP, O_SYS, O_GC, O_CKPT, O_EVAL, O_RESUME, O_LOG,
-           O_SEED, O_JSON, O_FULL };
+           O_SEED, O_JSON, O_FULL, O_QLORA };
     static const struct option lo[] = {
         {"model", 1, 0, 'm'}, {"output", 1, 0, 'o'}, {"threads", 1, 0, 't'}, {"help", 0, 0, 'h'},
         {"data", 1, 0, O_DATA}, {"val", 1, 0, O_VAL}, {"val-fraction", 1, 0, O_VALF}, {"rank", 1, 0, O_RANK},
@@ -267,7 +269,7 @@ int cmd_finetune(int argc, char **argv) {
         {"batch", 1, 0, O_BATCH}, {"accum", 1, 0, O_ACCUM}, {"train-on-prompt", 0, 0, O_TOP}, {"system", 1, 0, O_SYS},
         {"grad-checkpoint", 0, 0, O_GC}, {"ckpt-every", 1, 0, O_CKPT}, {"eval-every", 1, 0, O_EVAL},
         {"resume", 0, 0, O_RESUME}, {"log", 1, 0, O_LOG}, {"seed", 1, 0, O_SEED}, {"json", 0, 0, O_JSON},
-        {"full", 0, 0, O_FULL}, {0, 0, 0, 0}};
+        {"full", 0, 0, O_FULL}, {"qlora", 0, 0, O_QLORA}, {0, 0, 0, 0}};
     int c;
     optind = 1;
     while ((c = getopt_long(argc, argv, "m:o:t:h", lo, NULL)) != -1) {
@@ -311,6 +313,7 @@ int cmd_finetune(int argc, char **argv) {
         case O_SEED: o.tp.seed = strtoull(optarg, NULL, 10); break;
         case O_JSON: o.json = true; break;
         case O_FULL: o.tp.full = true; break;
+        case O_QLORA: o.tp.qlora = true; break;
         default: usage(stderr); return 1;
         }
     }

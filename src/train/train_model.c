@@ -29,7 +29,8 @@ static void dropout(const pf_trainer *t, uint64_t key, const float *x, int64_t n
 static int lin_fwd(pf_trainer *t, int64_t il, int k, const float *x, int64_t n, float *y, float *u, bool train,
                    pf_error *err) {
     const pf_linear *l = t->lin[il * N_MOD + k];
-    int rc = pf_matmul(t->c, l->w, l->type, l->n_out, l->n_in, x, n, y, err);
+    int rc = t->nf4 ? pf_nf4_matmul(t->c, &t->nf4[il * N_MOD + k], x, n, y, err)
+                    : pf_matmul(t->c, l->w, l->type, l->n_out, l->n_in, x, n, y, err);
     const int64_t ao = t->a_off[il * N_MOD + k];
     if (rc != PF_OK || ao < 0) return rc;
     const float *xin = x;
@@ -52,7 +53,8 @@ static int lin_fwd(pf_trainer *t, int64_t il, int k, const float *x, int64_t n, 
 static void lin_bwd(pf_trainer *t, int64_t il, int k, const float *x, const float *u, const float *dy, int64_t n,
                     float *dx) {
     const pf_linear *l = t->lin[il * N_MOD + k];
-    if (dx) pf_train_matmul_gw(t->c, l->w, l->type, l->n_out, l->n_in, dy, n, dx, false, t->gw_work);
+    if (dx && t->nf4) pf_nf4_matmul_t(t->c, &t->nf4[il * N_MOD + k], dy, n, dx, NULL); /* shapes checked at creation */
+    else if (dx) pf_train_matmul_gw(t->c, l->w, l->type, l->n_out, l->n_in, dy, n, dx, false, t->gw_work);
     if (t->p.full) pf_train_matmul_gtx(t->c, dy, l->n_out, x, l->n_in, n, 1.0f, pf_train_grad_of(t, l->w));
     const int64_t ao = t->a_off[il * N_MOD + k], bo = t->b_off[il * N_MOD + k], r = t->p.rank;
     if (ao < 0) return;

@@ -96,7 +96,7 @@ static int reserve_matmul(pf_trainer *t, pf_error *err) {
     for (int64_t il = 0; il < t->hp.n_layer; il++)
         for (int k = 0; k < N_MOD; k++) {
             const pf_linear *l = t->lin[il * N_MOD + k];
-            int rc = pf_matmul(t->c, l->w, l->type, 1, l->n_in, t->tmp, t->S, t->dx, err);
+            int rc = t->nf4 ? PF_OK : pf_matmul(t->c, l->w, l->type, 1, l->n_in, t->tmp, t->S, t->dx, err);
             if (rc == PF_OK && t->a_off[il * N_MOD + k] >= 0) {
                 rc = pf_matmul(t->c, t->params, PF_TYPE_F32, 1, l->n_in, t->tmp, t->S, t->dx, err);
                 if (rc == PF_OK) rc = pf_matmul(t->c, t->params, PF_TYPE_F32, 1, t->p.rank, t->tmp, t->S, t->dx, err);
@@ -109,6 +109,9 @@ static int reserve_matmul(pf_trainer *t, pf_error *err) {
 
 int pf_trainer_create(const pf_model *m, const pf_train_params *p, pf_trainer **out, pf_error *err) {
     if (m == NULL || p == NULL || out == NULL) return pf_error_set(err, PF_ERR_ARG, "pf_trainer_create: NULL argument");
+    if (p->full && p->qlora)
+        return pf_error_set(err, PF_ERR_ARG, "pf_trainer_create: --full and --qlora exclude each other (QLoRA trains adapters "
+                                             "on a frozen 4-bit base)");
     *out = NULL;
     const pf_model_hparams *hp = pf_model_get_hparams(m);
     int rc = check_params(hp, p, err);
@@ -174,6 +177,10 @@ int pf_trainer_create(const pf_model *m, const pf_train_params *p, pf_trainer **
         for (int64_t j = 0; j < p->rank * t->lin[i]->n_in; j++)
             A[j] = bound * (float)((double)(splitmix(&s) >> 11) * (2.0 / 9007199254740992.0) - 1.0);
     }
+    if (p->qlora && (rc = pf_train_qlora_build(t, err)) != PF_OK) {
+        pf_trainer_free(t);
+        return rc;
+    }
     if ((p->full && (rc = pf_train_full_bind(t, m, err)) != PF_OK) || (rc = reserve_matmul(t, err)) != PF_OK) {
         pf_trainer_free(t);
         return rc;
@@ -184,6 +191,7 @@ int pf_trainer_create(const pf_model *m, const pf_train_params *p, pf_trainer **
 
 void pf_trainer_free(pf_trainer *t) {
     if (t == NULL) return;
+    pf_train_qlora_free(t);
     pf_compute_free(t->c);
     free(t->arena);
     free(t->a_off), free(t->b_off), free(t->lin), free(t->acts);

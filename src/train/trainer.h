@@ -40,6 +40,8 @@ struct pf_trainer {
     float *params, *grads, *adam_m, *adam_v;
     int64_t *a_off, *b_off; /* n_layer × N_MOD offsets into params; -1: not adapted */
     const pf_linear **lin;  /* n_layer × N_MOD base weights                          */
+    pf_nf4_tensor *nf4;     /* QLoRA: the same in NF4 (train_qlora.c); NULL for LoRA  */
+    pf_qlora_info qinfo;
 
     float *rope;            /* S × n_rot: cos|sin per position                       */
     float *x_in;            /* (n_layer + 1) × S×E: each layer's input, final x last  */
@@ -81,5 +83,8 @@ void pf_train_full_embed_bwd(pf_trainer *t, const pf_train_row *row, const float
 static inline float *pf_train_grad_of(pf_trainer *t, const void *w) {
     return t->p.full ? t->grads + ((const float *)w - t->params) : NULL;
 }
+/* QLoRA base (train_qlora.c): quantize every lin[] to nf4[], dropping the mapped pages. */
+int pf_train_qlora_build(pf_trainer *t, pf_error *err);
+void pf_train_qlora_free(pf_trainer *t);
 
 #endif
