@@ -8,27 +8,9 @@
 
 #define BIN "./build/phiforge"
 
-/* Runs a shell command, captures stdout (up to cap-1 bytes), returns the exit status. */
-static int run(const char *cmd, char *out, size_t cap) {
-    FILE *p = popen(cmd, "r");
-    if (!p) return -1;
-    size_t n = 0, k;
-    char tmp[4096];
-    while ((k = fread(tmp, 1, sizeof tmp, p)) > 0) {
-        if (out && n + 1 < cap) {
-            size_t m = k < cap - 1 - n ? k : cap - 1 - n;
-            memcpy(out + n, tmp, m);
-            n += m;
-        }
-    }
-    if (out) out[n] = 0;
-    int st = pclose(p);
-    return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
-}
-
 static void test_info(pf_test *t) {
     static char out[1 << 20];
-    int rc = run(BIN " info tests/data/phi3-tiny-f16.gguf", out, sizeof out);
+    int rc = pf_test_run(BIN " info tests/data/phi3-tiny-f16.gguf", out, sizeof out);
     CHECK(t, rc == 0, "info exit %d", rc);
     CHECK(t, strstr(out, "architecture:  phi3") != NULL, "architecture line missing:\n%.400s", out);
     CHECK(t, strstr(out, "SentencePiece BPE (llama), 32064 tokens") != NULL, "tokenizer line missing");
@@ -36,17 +18,17 @@ static void test_info(pf_test *t) {
     CHECK(t, strstr(out, "blk.1.attn_qkv.weight") && strstr(out, "[64, 192]"), "qkv tensor/shape missing");
     CHECK(t, strstr(out, "output_norm.weight") && strstr(out, "F32"), "norm tensor missing");
 
-    rc = run(BIN " info --json tests/data/phi3-tiny-f16.gguf | python3 -c 'import json,sys; d=json.load(sys.stdin);"
+    rc = pf_test_run(BIN " info --json tests/data/phi3-tiny-f16.gguf | python3 -c 'import json,sys; d=json.load(sys.stdin);"
              " print(d[\"architecture\"], len(d[\"tensors\"]), d[\"tokenizer\"][\"n_tokens\"],"
              " d[\"hyperparameters\"][\"block_count\"], sum(x[\"n_elements\"] for x in d[\"tensors\"]) == d[\"n_params\"])'",
              out, sizeof out);
     CHECK(t, rc == 0 && !strcmp(out, "phi3 15 32064 2 True\n"), "info --json: rc %d, got '%s'", rc, out);
 
-    rc = run(BIN " info tests/data/does-not-exist.gguf 2>&1", out, sizeof out);
+    rc = pf_test_run(BIN " info tests/data/does-not-exist.gguf 2>&1", out, sizeof out);
     CHECK(t, rc != 0 && strstr(out, "does-not-exist.gguf"), "missing file: rc %d '%s'", rc, out);
-    rc = run(BIN " info tests/data/chat.ids 2>&1; " BIN " info Makefile 2>&1", out, sizeof out);
+    rc = pf_test_run(BIN " info tests/data/chat.ids 2>&1; " BIN " info Makefile 2>&1", out, sizeof out);
     CHECK(t, strstr(out, "phiforge info:") != NULL, "non-GGUF input should fail with a message: '%s'", out);
-    rc = run(BIN " info -h", out, sizeof out);
+    rc = pf_test_run(BIN " info -h", out, sizeof out);
     CHECK(t, rc == 0 && strstr(out, "usage: phiforge info"), "info -h");
 }
 
@@ -58,7 +40,7 @@ static void test_tensor(pf_test *t) {
     for (size_t i = 0; i < sizeof types / sizeof types[0]; i++) {
         snprintf(cmd, sizeof cmd, BIN " tensor -m tests/data/quant-%s.gguf -t blk.0.ffn_down.weight -o build/tests/t.f32",
                  types[i]);
-        int rc = run(cmd, NULL, 0);
+        int rc = pf_test_run(cmd, NULL, 0);
         snprintf(path, sizeof path, "tests/data/quant-%s.f32", types[i]);
         size_t na = 0, nb = 0;
         void *a = pf_test_read_file("build/tests/t.f32", &na), *b = pf_test_read_file(path, &nb);
@@ -67,7 +49,7 @@ static void test_tensor(pf_test *t) {
         free(b);
     }
     char out[4096];
-    int rc = run(BIN " tensor -m tests/data/quant-Q8_0.gguf -t nope -o build/tests/t.f32 2>&1", out, sizeof out);
+    int rc = pf_test_run(BIN " tensor -m tests/data/quant-Q8_0.gguf -t nope -o build/tests/t.f32 2>&1", out, sizeof out);
     CHECK(t, rc != 0 && strstr(out, "nope"), "unknown tensor must fail naming it: '%s'", out);
 }
 
@@ -75,7 +57,7 @@ static void test_tensor(pf_test *t) {
 static float *read_tensor(const char *file, const char *name, size_t *n) {
     char cmd[512];
     snprintf(cmd, sizeof cmd, BIN " tensor -m %s -t %s -o build/tests/rt.f32", file, name);
-    if (run(cmd, NULL, 0) != 0) return NULL;
+    if (pf_test_run(cmd, NULL, 0) != 0) return NULL;
     float *p = pf_test_read_file("build/tests/rt.f32", n);
     *n /= sizeof(float);
     return p;
@@ -92,7 +74,7 @@ static void test_quantize(pf_test *t) {
     char cmd[512], out[1 << 16];
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         snprintf(cmd, sizeof cmd, BIN " quantize tests/data/phi3-tiny-f16.gguf build/tests/q.gguf %s 2>&1", cases[i].type);
-        int rc = run(cmd, out, sizeof out);
+        int rc = pf_test_run(cmd, out, sizeof out);
         CHECK(t, rc == 0, "quantize %s failed: %s", cases[i].type, out);
         if (rc) continue;
         pf_gguf *g = NULL;
@@ -128,7 +110,7 @@ static void test_quantize(pf_test *t) {
     char gqa[256];
     if (pf_test_data_path(gqa, sizeof gqa, "models", "phi3-tiny-gqa-Q4_K_M.gguf")) {
         snprintf(cmd, sizeof cmd, BIN " quantize %s build/tests/qm.gguf Q4_K_M 2>&1", gqa);
-        int rc = run(cmd, out, sizeof out);
+        int rc = pf_test_run(cmd, out, sizeof out);
         CHECK(t, rc == 0, "Q4_K_M failed: %s", out);
         pf_gguf *g = NULL;
         if (rc == 0 && pf_gguf_open("build/tests/qm.gguf", &g, NULL) == PF_OK) {
@@ -150,9 +132,9 @@ static void test_quantize(pf_test *t) {
         printf("note: phi3-tiny-gqa-Q4_K_M.gguf not found (needs ../shared), Q4_K_M recipe not checked\n");
     }
     /* A quantize of an already-quantized model is allowed (dequantize + requantize). */
-    int rc = run(BIN " quantize build/tests/q.gguf build/tests/q2.gguf Q8_0 2>&1", out, sizeof out);
+    int rc = pf_test_run(BIN " quantize build/tests/q.gguf build/tests/q2.gguf Q8_0 2>&1", out, sizeof out);
     CHECK(t, rc == 0, "requantize failed: %s", out);
-    rc = run(BIN " quantize tests/data/phi3-tiny-f16.gguf build/tests/q.gguf Q8_K 2>&1", out, sizeof out);
+    rc = pf_test_run(BIN " quantize tests/data/phi3-tiny-f16.gguf build/tests/q.gguf Q8_K 2>&1", out, sizeof out);
     CHECK(t, rc != 0 && strstr(out, "Q8_K"), "activation-only type must be refused: %s", out);
 }
 

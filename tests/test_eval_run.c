@@ -16,22 +16,6 @@
 #define TINY "tests/data/phi3-tiny-f16.gguf"
 #define TINY_LORA "tests/data/phi3-tiny-lora-r4.gguf"
 
-static int run(const char *cmd, char *out, size_t cap) {
-    FILE *p = popen(cmd, "r");
-    if (!p) return -1;
-    size_t n = 0, k;
-    char tmp[4096];
-    while ((k = fread(tmp, 1, sizeof tmp, p)) > 0)
-        if (out && n + 1 < cap) {
-            size_t m = k < cap - 1 - n ? k : cap - 1 - n;
-            memcpy(out + n, tmp, m);
-            n += m;
-        }
-    if (out) out[n] = 0;
-    int st = pclose(p);
-    return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
-}
-
 static void write_file(const char *path, const char *text) {
     FILE *f = fopen(path, "w");
     if (f) fputs(text, f), fclose(f);
@@ -284,13 +268,13 @@ static void test_run(pf_test *t, const char *kbdir, const char *dir) {
     /* the command prints the same figures */
     char cmd[2048], out[16384];
     snprintf(cmd, sizeof cmd, BIN " eval --kb %s --qa %s --mode bm25 -k 3 2>/dev/null", kbdir, qa_path);
-    int rc = run(cmd, out, sizeof out);
+    int rc = pf_test_run(cmd, out, sizeof out);
     char row[256];
     snprintf(row, sizeof row, "rag           5   %.3f   %.3f     %.3f     %.3f    %.3f     %.3f        -", s.exact_match, s.f1,
              s.citation_acc, s.recall_at_k, s.refusal_acc, s.false_refusal);
     CHECK(t, rc == 0 && strstr(out, "mode          n   exact      F1  cite-acc  recall@3") && strstr(out, row), "table:\n%s\nwant row\n%s", out, row);
     snprintf(cmd, sizeof cmd, BIN " eval --kb %s --qa %s --mode bm25 -k 3 --json", kbdir, qa_path);
-    rc = run(cmd, out, sizeof out);
+    rc = pf_test_run(cmd, out, sizeof out);
     cJSON *j = cJSON_Parse(out);
     const cJSON *modes = cJSON_GetObjectItem(j, "modes"), *m0 = cJSON_GetArrayItem(modes, 0);
     CHECK(t, rc == 0 && cJSON_GetArraySize(modes) == 1 && m0, "json: %s", out);
@@ -306,7 +290,7 @@ static void test_run(pf_test *t, const char *kbdir, const char *dir) {
     /* the tiny random-weight model in all four modes: well-formed, the right nulls */
     snprintf(cmd, sizeof cmd, BIN " eval --kb %s --qa %s -m " TINY " --lora " TINY_LORA " --limit 2 -n 4 -t 1 --json 2>/dev/null", kbdir,
              qa_path);
-    rc = run(cmd, out, sizeof out);
+    rc = pf_test_run(cmd, out, sizeof out);
     j = cJSON_Parse(out);
     modes = cJSON_GetObjectItem(j, "modes");
     CHECK(t, rc == 0 && cJSON_GetArraySize(modes) == 4, "4 modes: %s", out);
@@ -333,21 +317,21 @@ static void test_run(pf_test *t, const char *kbdir, const char *dir) {
     snprintf(cmd, sizeof cmd, BIN " eval --kb %s --qa %s 2>&1", kbdir, bad);
     char want[600];
     snprintf(want, sizeof want, "%s:2: field 'answer': missing", bad);
-    CHECK(t, run(cmd, out, sizeof out) == 1 && strstr(out, want), "bad qa: %s", out);
+    CHECK(t, pf_test_run(cmd, out, sizeof out) == 1 && strstr(out, want), "bad qa: %s", out);
     snprintf(cmd, sizeof cmd, BIN " eval --kb %s --qa %s --modes base 2>&1", kbdir, qa_path);
-    CHECK(t, run(cmd, out, sizeof out) == 1 && strstr(out, "need a model"), "base without -m: %s", out);
+    CHECK(t, pf_test_run(cmd, out, sizeof out) == 1 && strstr(out, "need a model"), "base without -m: %s", out);
     snprintf(cmd, sizeof cmd, BIN " eval --kb %s --qa %s -m " TINY " --modes lora 2>&1", kbdir, qa_path);
-    CHECK(t, run(cmd, out, sizeof out) == 1 && strstr(out, "--lora"), "lora without adapter: %s", out);
+    CHECK(t, pf_test_run(cmd, out, sizeof out) == 1 && strstr(out, "--lora"), "lora without adapter: %s", out);
     snprintf(cmd, sizeof cmd, BIN " eval --kb %s --qa %s --lora " TINY_LORA " 2>&1", kbdir, qa_path);
-    CHECK(t, run(cmd, out, sizeof out) == 1 && strstr(out, "--lora needs a model"), "lora without -m: %s", out);
+    CHECK(t, pf_test_run(cmd, out, sizeof out) == 1 && strstr(out, "--lora needs a model"), "lora without -m: %s", out);
     snprintf(cmd, sizeof cmd, BIN " eval --kb %s --qa %s --modes rag,bogus 2>&1", kbdir, qa_path);
-    CHECK(t, run(cmd, out, sizeof out) == 1 && strstr(out, "bogus"), "bad mode: %s", out);
-    CHECK(t, run(BIN " eval --qa x.jsonl 2>/dev/null", out, sizeof out) == 1, "no --kb");
-    CHECK(t, run(BIN " eval -h", out, sizeof out) == 0 && strstr(out, "usage: phiforge eval"), "eval -h");
+    CHECK(t, pf_test_run(cmd, out, sizeof out) == 1 && strstr(out, "bogus"), "bad mode: %s", out);
+    CHECK(t, pf_test_run(BIN " eval --qa x.jsonl 2>/dev/null", out, sizeof out) == 1, "no --kb");
+    CHECK(t, pf_test_run(BIN " eval -h", out, sizeof out) == 0 && strstr(out, "usage: phiforge eval"), "eval -h");
     /* demo: its own help and a missing pack (the whole run is CI's `demo --quick`) */
-    CHECK(t, run(BIN " demo -h", out, sizeof out) == 0 && strstr(out, "usage: phiforge demo"), "demo -h");
+    CHECK(t, pf_test_run(BIN " demo -h", out, sizeof out) == 0 && strstr(out, "usage: phiforge demo"), "demo -h");
     snprintf(cmd, sizeof cmd, BIN " demo --pack %s/nopack --workdir %s/demo 2>&1", dir, dir);
-    CHECK(t, run(cmd, out, sizeof out) == 1 && strstr(out, "nopack/docs: no such folder"), "demo without a pack: %s", out);
+    CHECK(t, pf_test_run(cmd, out, sizeof out) == 1 && strstr(out, "nopack/docs: no such folder"), "demo without a pack: %s", out);
 
     pf_retriever_free(r);
     pf_kb_close(kb);

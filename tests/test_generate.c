@@ -482,23 +482,6 @@ static void test_reuse(pf_test *t, const env *v) {
 
 /* ---- CLI ------------------------------------------------------------------------------------ */
 
-/* Runs a shell command, captures stdout, returns the exit status. */
-static int run(const char *cmd, char *out, size_t cap) {
-    FILE *p = popen(cmd, "r");
-    if (!p) return -1;
-    size_t n = 0, k;
-    char tmp[4096];
-    while ((k = fread(tmp, 1, sizeof tmp, p)) > 0)
-        if (n + 1 < cap) {
-            size_t m = k < cap - 1 - n ? k : cap - 1 - n;
-            memcpy(out + n, tmp, m);
-            n += m;
-        }
-    out[n] = 0;
-    int st = pclose(p);
-    return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
-}
-
 static int parse_ids(const char *s, int32_t *ids, int cap) {
     int n = 0;
     char *end;
@@ -533,7 +516,7 @@ static void test_cli(pf_test *t, const env *v) {
     for (int k = 0; k < 2; k++) {
         snprintf(cmd, sizeof cmd, BIN " generate -m " MODEL " %s -n %d --temp 0 -t 2 --print-ids --verbose-prompt"
                  " 2>build/tests/gen_err.txt", forms[k], CHAIN);
-        int rc = run(cmd, out, sizeof out);
+        int rc = pf_test_run(cmd, out, sizeof out);
         int n = parse_ids(out, ids, 256);
         CHECK(t, rc == 0 && same_ids(ids, n, v->chain, v->n_chain), "generate %s: rc %d, %d ids '%.200s'", forms[k], rc, n, out);
         FILE *f = fopen("build/tests/gen_err.txt", "r");
@@ -546,13 +529,13 @@ static void test_cli(pf_test *t, const env *v) {
         CHECK(t, strstr(err, "tok/s") && strstr(err, "prompt: 23 tokens"), "timings missing: %s", err);
     }
     /* Text output: what pf_generate streamed; with --stop the text before it. */
-    int rc = run(BIN " generate -m " MODEL " -p \"$PF_PROMPT\" -n 24 --temp 0 -t 2 2>/dev/null", out, sizeof out);
+    int rc = pf_test_run(BIN " generate -m " MODEL " -p \"$PF_PROMPT\" -n 24 --temp 0 -t 2 2>/dev/null", out, sizeof out);
     CHECK(t, rc == 0 && !strcmp(out, v->text), "generate text '%s' != '%s'", out, v->text);
     if (strlen(v->text) > 16) {
         char stop[8];
         memcpy(stop, v->text + 8, 4), stop[4] = 0;
         setenv("PF_STOP", stop, 1);
-        rc = run(BIN " generate -m " MODEL " -p \"$PF_PROMPT\" -n 24 --temp 0 --stop \"$PF_STOP\" --stop zzzzqqq 2>&1 >"
+        rc = pf_test_run(BIN " generate -m " MODEL " -p \"$PF_PROMPT\" -n 24 --temp 0 --stop \"$PF_STOP\" --stop zzzzqqq 2>&1 >"
                  "build/tests/gen_out.txt | grep -c 'stop: stop string'; cat build/tests/gen_out.txt", out, sizeof out);
         size_t first = (size_t)(strstr(v->text, stop) - v->text);
         CHECK(t, rc == 0 && !strncmp(out, "1\n", 2) && strlen(out + 2) == first && !strncmp(out + 2, v->text, first),
@@ -560,17 +543,17 @@ static void test_cli(pf_test *t, const env *v) {
     }
     /* Sampling is reproducible from the seed. */
     char a[4096];
-    rc = run(BIN " generate -m " MODEL " -p Hello -n 12 --seed 7 --temp 1.2 --top-k 0 --print-ids 2>/dev/null", a, sizeof a);
-    run(BIN " generate -m " MODEL " -p Hello -n 12 --seed 7 --temp 1.2 --top-k 0 --print-ids 2>/dev/null", out, sizeof out);
+    rc = pf_test_run(BIN " generate -m " MODEL " -p Hello -n 12 --seed 7 --temp 1.2 --top-k 0 --print-ids 2>/dev/null", a, sizeof a);
+    pf_test_run(BIN " generate -m " MODEL " -p Hello -n 12 --seed 7 --temp 1.2 --top-k 0 --print-ids 2>/dev/null", out, sizeof out);
     CHECK(t, rc == 0 && parse_ids(a, ids, 256) == 12 && !strcmp(a, out), "--seed: '%s' vs '%s'", a, out);
 
     /* chat through a pipe: no prompt marker, answers one per line, /reset and /quit. */
     char want[4096];
     chat_answers(t, v, want, sizeof want);
-    rc = run("printf 'Hi\\n/reset\\nAnd now?\\n/quit\\nignored\\n' | " BIN " chat -m " MODEL " --system '" SYS
+    rc = pf_test_run("printf 'Hi\\n/reset\\nAnd now?\\n/quit\\nignored\\n' | " BIN " chat -m " MODEL " --system '" SYS
              "' --temp 0 -n 6 -t 2 2>/dev/null", out, sizeof out);
     CHECK(t, rc == 0 && !strcmp(out, want), "chat output '%s', want '%s'", out, want);
-    rc = run("printf 'Hi' | " BIN " chat -m " MODEL " --system '" SYS "' --temp 0 -n 6 2>/dev/null", out, sizeof out);
+    rc = pf_test_run("printf 'Hi' | " BIN " chat -m " MODEL " --system '" SYS "' --temp 0 -n 6 2>/dev/null", out, sizeof out);
     CHECK(t, rc == 0 && !strncmp(out, want, strlen(out)) && strchr(out, '\n') == out + strlen(out) - 1,
           "chat to EOF without newline: '%s'", out);
 
@@ -588,7 +571,7 @@ static void test_cli(pf_test *t, const env *v) {
         {BIN " chat -m " MODEL " extra 2>&1", "usage: phiforge chat", 1},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
-        rc = run(cases[i].cmd, out, sizeof out);
+        rc = pf_test_run(cases[i].cmd, out, sizeof out);
         CHECK(t, rc == cases[i].rc && strstr(out, cases[i].expect), "%s: rc %d, '%.300s'", cases[i].cmd, rc, out);
     }
 }

@@ -10,22 +10,6 @@
 
 #define BIN "./build/phiforge"
 
-static int run(const char *cmd, char *out, size_t cap) {
-    FILE *p = popen(cmd, "r");
-    if (!p) return -1;
-    size_t n = 0, k;
-    char tmp[4096];
-    while ((k = fread(tmp, 1, sizeof tmp, p)) > 0)
-        if (out && n + 1 < cap) {
-            size_t m = k < cap - 1 - n ? k : cap - 1 - n;
-            memcpy(out + n, tmp, m);
-            n += m;
-        }
-    if (out) out[n] = 0;
-    int st = pclose(p);
-    return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
-}
-
 /* A 2-layer model big enough for the K-quants (rows of 256), with GQA and LongRoPE. */
 static const float k_small_long[32] = {1, 1, 1, 1, 1.1f, 1.2f, 1.5f, 2, 2.5f, 3, 4, 5, 6, 8, 10, 12,
                                        16, 20, 24, 28, 32, 36, 40, 44, 48, 52, 56, 60, 62, 63, 64, 64};
@@ -301,30 +285,30 @@ static void test_determinism(pf_test *t) {
 static void test_cli(pf_test *t) {
     static char out[1 << 16];
     const char *f = "build/tests/init-cli.gguf";
-    int rc = run(BIN " init --preset tiny --type Q4_0 -o build/tests/init-cli.gguf --seed 5 -t 2 2>&1", out, sizeof out);
+    int rc = pf_test_run(BIN " init --preset tiny --type Q4_0 -o build/tests/init-cli.gguf --seed 5 -t 2 2>&1", out, sizeof out);
     CHECK(t, rc == 0 && strstr(out, "15 tensors"), "init: rc %d '%s'", rc, out);
-    rc = run(BIN " info build/tests/init-cli.gguf", out, sizeof out);
+    rc = pf_test_run(BIN " info build/tests/init-cli.gguf", out, sizeof out);
     CHECK(t, rc == 0 && strstr(out, "blk.1.ffn_down.weight") && strstr(out, "[128, 64]") && strstr(out, "Q4_0") &&
                  strstr(out, "general.file_type                          UINT32  2"),
           "info: rc %d", rc);
-    rc = run(BIN " bench -m build/tests/init-cli.gguf -p 8 -n 4 -r 1 -t 2 --json | python3 -c 'import json,sys; "
+    rc = pf_test_run(BIN " bench -m build/tests/init-cli.gguf -p 8 -n 4 -r 1 -t 2 --json | python3 -c 'import json,sys; "
                  "d=json.load(sys.stdin); k=[\"pp_tps\",\"tg_tps\",\"bandwidth_gbs\",\"tg_bound_tps\",\"tg_pct_of_bound\","
                  "\"weight_bytes_per_token\",\"kv_bytes_per_token\",\"peak_rss_bytes\",\"file_bytes\",\"kv_cache_bytes\"];"
                  " print(all(d[x] > 0 for x in k), d[\"n_prompt\"], d[\"n_gen\"], d[\"file_type\"])'",
              out, sizeof out);
     CHECK(t, rc == 0 && !strcmp(out, "True 8 4 Q4_0\n"), "bench --json: rc %d '%s'", rc, out);
-    rc = run(BIN " bench -m build/tests/init-cli.gguf -p 4 -n 2 -r 1", out, sizeof out);
+    rc = pf_test_run(BIN " bench -m build/tests/init-cli.gguf -p 4 -n 2 -r 1", out, sizeof out);
     CHECK(t, rc == 0 && strstr(out, "pp4") && strstr(out, "tg2") && strstr(out, "peak RSS"), "bench table: '%s'", out);
     unlink(f);
 
-    rc = run("PHIFORGE_VOCAB=/nonexistent/v.gguf " BIN " init --preset tiny --type F16 -o build/tests/x.gguf 2>&1", out,
+    rc = pf_test_run("PHIFORGE_VOCAB=/nonexistent/v.gguf " BIN " init --preset tiny --type F16 -o build/tests/x.gguf 2>&1", out,
              sizeof out);
     CHECK(t, rc != 0 && strstr(out, "PHIFORGE_VOCAB") && access("build/tests/x.gguf", F_OK) != 0, "missing vocab: '%s'", out);
-    rc = run(BIN " init --preset phi9 --type F16 -o build/tests/x.gguf 2>&1", out, sizeof out);
+    rc = pf_test_run(BIN " init --preset phi9 --type F16 -o build/tests/x.gguf 2>&1", out, sizeof out);
     CHECK(t, rc != 0 && strstr(out, "unknown preset 'phi9'"), "bad preset: '%s'", out);
-    rc = run(BIN " init --preset tiny --type Q9_9 -o build/tests/x.gguf 2>&1", out, sizeof out);
+    rc = pf_test_run(BIN " init --preset tiny --type Q9_9 -o build/tests/x.gguf 2>&1", out, sizeof out);
     CHECK(t, rc != 0 && strstr(out, "Q9_9"), "bad type: '%s'", out);
-    rc = run(BIN " bench -m build/tests/none.gguf 2>&1", out, sizeof out);
+    rc = pf_test_run(BIN " bench -m build/tests/none.gguf 2>&1", out, sizeof out);
     CHECK(t, rc != 0 && strstr(out, "none.gguf"), "bench missing file: '%s'", out);
 
     char vp[4096];

@@ -472,16 +472,6 @@ static void test_embed(pf_test *t, const char *tmp) {
     pf_kb_close(kb);
 }
 
-/* ---- the binary ---- */
-static int run(const char *cmd, char *out, size_t cap) {
-    FILE *p = popen(cmd, "r");
-    if (!p) return -1;
-    size_t n = fread(out, 1, cap - 1, p);
-    out[n] = 0;
-    int st = pclose(p);
-    return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
-}
-
 static void test_cli(pf_test *t, const char *tmp) {
     if (access("build/phiforge", X_OK) != 0) {
         CHECK(t, 0, "build/phiforge missing (run make)");
@@ -494,7 +484,7 @@ static void test_cli(pf_test *t, const char *tmp) {
     write_file(bad, "a.pdf", "garbage");
     write_file(bad, "b.docx", "garbage");
     snprintf(cmd, sizeof cmd, "build/phiforge ingest --kb %s/kbc %s 2>%s/err.txt", tmp, bad, tmp);
-    int rc = run(cmd, out, sizeof out);
+    int rc = pf_test_run(cmd, out, sizeof out);
     snprintf(cmd, sizeof cmd, "%s/err.txt", tmp);
     char *err = pf_test_read_file(cmd, NULL);
     CHECK(t, rc != 0 && err && strstr(err, "a.pdf") && strstr(err, "b.docx"), "all-bad folder: exit %d, stderr %s", rc, err ? err : "");
@@ -502,11 +492,11 @@ static void test_cli(pf_test *t, const char *tmp) {
     snprintf(cmd, sizeof cmd, "%s/docs2", tmp);
     make_corpus(cmd);
     snprintf(cmd, sizeof cmd, "build/phiforge ingest --kb %s/kbc %s/docs2 %s 2>/dev/null", tmp, tmp, bad);
-    rc = run(cmd, out, sizeof out);
+    rc = pf_test_run(cmd, out, sizeof out);
     CHECK(t, rc == 0 && strstr(out, "4 added") && strstr(out, "3 failed") && strstr(out, "MB/s") && strstr(out, "chunks/s"),
           "mixed folder: exit %d: %s", rc, out);
     snprintf(cmd, sizeof cmd, "build/phiforge kb stats --kb %s/kbc --json", tmp);
-    rc = run(cmd, out, sizeof out);
+    rc = pf_test_run(cmd, out, sizeof out);
     cJSON *j = cJSON_Parse(out);
     const cJSON *docs = cJSON_GetObjectItemCaseSensitive(j, "documents");
     const cJSON *idx = cJSON_GetObjectItemCaseSensitive(cJSON_GetObjectItemCaseSensitive(j, "index"), "state");
@@ -515,9 +505,9 @@ static void test_cli(pf_test *t, const char *tmp) {
           "stats --json: %s", out);
     cJSON_Delete(j);
     snprintf(cmd, sizeof cmd, "build/phiforge kb stats --kb %s/kbc", tmp);
-    CHECK(t, run(cmd, out, sizeof out) == 0 && strstr(out, "documents       5") && strstr(out, "lexical"), "stats: %s", out);
+    CHECK(t, pf_test_run(cmd, out, sizeof out) == 0 && strstr(out, "documents       5") && strstr(out, "lexical"), "stats: %s", out);
     snprintf(cmd, sizeof cmd, "build/phiforge kb list --kb %s/kbc --json", tmp);
-    rc = run(cmd, out, sizeof out);
+    rc = pf_test_run(cmd, out, sizeof out);
     j = cJSON_Parse(out);
     bool r1 = false;
     const cJSON *it;
@@ -531,19 +521,19 @@ static void test_cli(pf_test *t, const char *tmp) {
     CHECK(t, rc == 0 && cJSON_GetArraySize(j) == 5 && r1, "list --json: %s", out);
     cJSON_Delete(j);
     snprintf(cmd, sizeof cmd, "build/phiforge kb list --kb %s/kbc", tmp);
-    CHECK(t, run(cmd, out, sizeof out) == 0 && strstr(out, "r2") && strstr(out, "guide.md"), "list: %s", out);
+    CHECK(t, pf_test_run(cmd, out, sizeof out) == 0 && strstr(out, "r2") && strstr(out, "guide.md"), "list: %s", out);
     snprintf(cmd, sizeof cmd, "build/phiforge kb rm --kb %s/kbc r1 %s/docs2/sub/page.html", tmp, tmp);
-    CHECK(t, run(cmd, out, sizeof out) == 0 && strstr(out, "removed 1 document: r1") && strstr(out, "page.html"), "rm: %s", out);
+    CHECK(t, pf_test_run(cmd, out, sizeof out) == 0 && strstr(out, "removed 1 document: r1") && strstr(out, "page.html"), "rm: %s", out);
     snprintf(cmd, sizeof cmd, "build/phiforge kb rm --kb %s/kbc no-such-key 2>/dev/null", tmp);
-    CHECK(t, run(cmd, out, sizeof out) == 1, "rm of an unknown key must fail");
+    CHECK(t, pf_test_run(cmd, out, sizeof out) == 1, "rm of an unknown key must fail");
     snprintf(cmd, sizeof cmd, "build/phiforge kb list --kb %s/kbc --json", tmp);
-    run(cmd, out, sizeof out);
+    pf_test_run(cmd, out, sizeof out);
     j = cJSON_Parse(out);
     CHECK(t, cJSON_GetArraySize(j) == 3, "list after rm: %s", out);
     cJSON_Delete(j);
     snprintf(cmd, sizeof cmd, "build/phiforge kb stats --kb %s/none 2>/dev/null", tmp);
-    CHECK(t, run(cmd, out, sizeof out) == 1, "stats of a missing KB must fail");
-    CHECK(t, run("build/phiforge kb frobnicate --kb x 2>/dev/null", out, sizeof out) == 1, "unknown subcommand");
+    CHECK(t, pf_test_run(cmd, out, sizeof out) == 1, "stats of a missing KB must fail");
+    CHECK(t, pf_test_run("build/phiforge kb frobnicate --kb x 2>/dev/null", out, sizeof out) == 1, "unknown subcommand");
 }
 
 int main(void) {

@@ -17,23 +17,6 @@
 #define BIN "build/phiforge"
 #define TINY "tests/data/phi3-tiny-f16.gguf"
 
-/* Runs a shell command, captures stdout (cap-1 bytes at most), returns the exit status. */
-static int run(const char *cmd, char *out, size_t cap) {
-    FILE *p = popen(cmd, "r");
-    if (!p) return -1;
-    size_t n = 0, k;
-    char tmp[4096];
-    while ((k = fread(tmp, 1, sizeof tmp, p)) > 0)
-        if (out && n + 1 < cap) {
-            size_t m = k < cap - 1 - n ? k : cap - 1 - n;
-            memcpy(out + n, tmp, m);
-            n += m;
-        }
-    if (out) out[n] = 0;
-    int st = pclose(p);
-    return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
-}
-
 /* ---- citations ---------------------------------------------------------------------------- */
 
 typedef struct want_marker { const char *group; int32_t source; bool valid; } want_marker;
@@ -436,7 +419,7 @@ static void test_extract(pf_test *t, pf_kb *kb, pf_retriever *r) {
 
 static cJSON *json_run(pf_test *t, const char *cmd, int want_rc) {
     static char out[1 << 18];
-    int rc = run(cmd, out, sizeof out);
+    int rc = pf_test_run(cmd, out, sizeof out);
     CHECK(t, rc == want_rc, "%s: exit %d, want %d", cmd, rc, want_rc);
     cJSON *j = cJSON_Parse(out);
     CHECK(t, j != NULL, "%s: not JSON: %.300s", cmd, out);
@@ -448,7 +431,7 @@ static void test_cli(pf_test *t, const char *kbdir) {
     static char out[1 << 18];
     /* extractive (no model) */
     snprintf(cmd, sizeof cmd, BIN " ask --kb %s 'How often should I replace the pump filter?'", kbdir);
-    int rc = run(cmd, out, sizeof out);
+    int rc = pf_test_run(cmd, out, sizeof out);
     CHECK(t, rc == 0 && strstr(out, "every 500 operating hours") && strstr(out, " [1]") && strstr(out, "Sources cited:\n  [1] ") &&
              strstr(out, "pump_manual.md \xE2\x80\xBA CP-200 Centrifugal Pump Manual \xE2\x80\xBA Maintenance \xE2\x80\xBA Filters"),
           "extractive: rc %d\n%s", rc, out);
@@ -485,13 +468,13 @@ static void test_cli(pf_test *t, const char *kbdir) {
         cJSON_Delete(j);
     }
     snprintf(cmd, sizeof cmd, BIN " ask --kb %s -m " TINY " -n 6 -t 1 'How often should I replace the pump filter?' 2>/dev/null", kbdir);
-    rc = run(cmd, out, sizeof out);
+    rc = pf_test_run(cmd, out, sizeof out);
     CHECK(t, rc == 0 && (strstr(out, "\nSources retrieved (none cited):\n  [1] ") || strstr(out, "\nSources cited:\n")),
           "generated text: rc %d\n%s", rc, out);
     /* the mapping end to end, on a known answer (--answer maps instead of generating) */
     snprintf(cmd, sizeof cmd, BIN " ask --kb %s -m " TINY " --answer 'Every 500 hours [1]. Not this one [2, 9].' "
              "'How often should I replace the pump filter?' 2>/dev/null", kbdir);
-    rc = run(cmd, out, sizeof out);
+    rc = pf_test_run(cmd, out, sizeof out);
     const char *cited = strstr(out, "\nSources cited:\n  [1] "), *also = strstr(out, "\nAlso retrieved (not cited):\n  [3] ");
     const char *warn = strstr(out, "warning: [2, 9] at byte 34 names source 9, which does not exist"); /* 34: where "[2, 9]" starts */
     CHECK(t, rc == 0 && cited && also && warn && cited < also && also < warn && strstr(cited, "\n  [2] ") < also &&
@@ -513,7 +496,7 @@ static void test_cli(pf_test *t, const char *kbdir) {
     }
     /* not covered: the fixed sentence, exit 2, and no model is loaded (a missing file is fine) */
     snprintf(cmd, sizeof cmd, BIN " ask --kb %s -m /nonexistent.gguf 'What is the capital of France?' 2>/dev/null", kbdir);
-    rc = run(cmd, out, sizeof out);
+    rc = pf_test_run(cmd, out, sizeof out);
     CHECK(t, rc == 2 && !strcmp(out, PF_RAG_NOT_COVERED "\n"), "refusal: rc %d '%s'", rc, out);
     snprintf(cmd, sizeof cmd, BIN " ask --kb %s --json 'How do I bake a chocolate cake?'", kbdir);
     j = json_run(t, cmd, 2);
@@ -525,22 +508,22 @@ static void test_cli(pf_test *t, const char *kbdir) {
     }
     /* the threshold is configurable: at 0.99 a partly matching question is refused */
     snprintf(cmd, sizeof cmd, BIN " ask --kb %s --min-score 0.99 'pump warranty' 2>/dev/null", kbdir);
-    CHECK(t, run(cmd, out, sizeof out) == 2, "--min-score 0.99");
+    CHECK(t, pf_test_run(cmd, out, sizeof out) == 2, "--min-score 0.99");
     snprintf(cmd, sizeof cmd, BIN " ask --kb %s --min-score 0 'pump warranty' 2>/dev/null", kbdir);
-    CHECK(t, run(cmd, out, sizeof out) == 0, "--min-score 0");
+    CHECK(t, pf_test_run(cmd, out, sizeof out) == 0, "--min-score 0");
     /* errors */
-    CHECK(t, run(BIN " ask 'q' 2>/dev/null", out, sizeof out) == 1, "no --kb");
-    CHECK(t, run(BIN " ask --kb /nonexistent/kb 'q' 2>&1", out, sizeof out) == 1 && strstr(out, "/nonexistent/kb"), "bad kb: %s", out);
+    CHECK(t, pf_test_run(BIN " ask 'q' 2>/dev/null", out, sizeof out) == 1, "no --kb");
+    CHECK(t, pf_test_run(BIN " ask --kb /nonexistent/kb 'q' 2>&1", out, sizeof out) == 1 && strstr(out, "/nonexistent/kb"), "bad kb: %s", out);
     snprintf(cmd, sizeof cmd, BIN " ask --kb %s --min-score 2 'q' 2>&1", kbdir);
-    CHECK(t, run(cmd, out, sizeof out) == 1 && strstr(out, "--min-score"), "bad --min-score: %s", out);
-    CHECK(t, run(BIN " ask -h", out, sizeof out) == 0 && strstr(out, "usage: phiforge ask"), "ask -h");
+    CHECK(t, pf_test_run(cmd, out, sizeof out) == 1 && strstr(out, "--min-score"), "bad --min-score: %s", out);
+    CHECK(t, pf_test_run(BIN " ask -h", out, sizeof out) == 0 && strstr(out, "usage: phiforge ask"), "ask -h");
     /* chat --kb: a covered turn, a follow-up, /sources, a refused turn; the KV cache is reused */
     snprintf(cmd, sizeof cmd,
              "printf 'How often should I replace the pump filter?\\nand the mechanical seal?\\n/sources\\n"
              "What is the capital of France?\\n/sources\\n/quit\\n' | " BIN " chat --kb %s -m " TINY
              " -n 4 -t 1 --temp 0 2>%s/chat.err",
              kbdir, kbdir);
-    rc = run(cmd, out, sizeof out);
+    rc = pf_test_run(cmd, out, sizeof out);
     CHECK(t, rc == 0, "chat --kb exit %d", rc);
     CHECK(t, strstr(out, "Mechanical seal") != NULL, "/sources lists the seal section:\n%s", out);
     CHECK(t, strstr(out, PF_RAG_NOT_COVERED "\n") && strstr(out, "(no sources: the knowledge base does not cover the last question)"),
@@ -561,8 +544,8 @@ static void test_cli(pf_test *t, const char *kbdir) {
              "printf 'How often should I replace the pump filter?\\nWhat causes cavitation?\\nHow much grease do the bearings "
              "need?\\nWho do I call for spare parts?\\nWhen is the seal kit fitted?\\n' | " BIN " chat --kb %s -m " TINY
              " -n 8 -t 1 --temp 0 -c 420 2>&1 >/dev/null | grep -c -e '^chat: 5 turns' -e 'phiforge chat:'", kbdir);
-    CHECK(t, run(cmd, out, sizeof out) == 0 && !strcmp(out, "1\n"), "compaction: '%s'", out);
-    CHECK(t, run(BIN " chat -m " TINY " --min-score 0.3 </dev/null 2>/dev/null", out, sizeof out) == 1, "kb options need --kb");
+    CHECK(t, pf_test_run(cmd, out, sizeof out) == 0 && !strcmp(out, "1\n"), "compaction: '%s'", out);
+    CHECK(t, pf_test_run(BIN " chat -m " TINY " --min-score 0.3 </dev/null 2>/dev/null", out, sizeof out) == 1, "kb options need --kb");
 }
 
 /* ask -m: the prompt's KV state is kept in DIR/prefix-cache.kv and restored by the next call

@@ -637,16 +637,6 @@ static void test_dense(pf_test *t, sqlite3 *db) {
     pf_embedder_free(e);
 }
 
-/* Runs a command, returns its exit status and (first 64 KiB of) stdout+stderr in out. */
-static int run_cmd(const char *cmd, char *out, size_t cap) {
-    FILE *f = popen(cmd, "r");
-    if (!f) return -1;
-    size_t n = fread(out, 1, cap - 1, f);
-    out[n] = '\0';
-    int st = pclose(f);
-    return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
-}
-
 /* phiforge search: the exact --queries line form, errors naming the line, text output. */
 static void test_cli(pf_test *t, const char *dir, const char *kbdir) {
     const char *exe = getenv("PF_PHIFORGE") ? getenv("PF_PHIFORGE") : "build/phiforge";
@@ -656,7 +646,7 @@ static void test_cli(pf_test *t, const char *dir, const char *kbdir) {
     snprintf(qf, sizeof qf, "%s/q.jsonl", dir);
     write_file(qf, "{\"id\":\"q1\",\"text\":\"air filter \\\"OR\"}\n\n{\"id\":7,\"text\":\"zzzunknown\"}\n");
     snprintf(cmd, sizeof cmd, "%s search --kb '%s' -k 1 --queries '%s' 2>&1", exe, kbdir, qf);
-    int rc = run_cmd(cmd, out, sizeof out);
+    int rc = pf_test_run(cmd, out, sizeof out);
     const char *want_prefix = "{\"id\":\"q1\",\"results\":[{\"doc\":\"";
     char *second = strchr(out, '\n');
     CHECK(t, rc == 0 && !strncmp(out, want_prefix, strlen(want_prefix)) && strstr(out, "pump.md\",\"chunk\":") &&
@@ -664,10 +654,10 @@ static void test_cli(pf_test *t, const char *dir, const char *kbdir) {
                  !strcmp(second + 1, "{\"id\":7,\"results\":[]}\n"),
           "search --queries (rc %d): %s", rc, out);
     write_file(qf, "{\"id\":1,\"text\":\"filter\"}\n{\"id\":2,\"text\":3}\n");
-    rc = run_cmd(cmd, out, sizeof out);
+    rc = pf_test_run(cmd, out, sizeof out);
     CHECK(t, rc == 1 && strstr(out, "q.jsonl:2:") && !strstr(out, "results"), "bad line: rc %d: %s", rc, out);
     snprintf(cmd, sizeof cmd, "%s search --kb '%s' how often is the air filter replaced 2>&1", exe, kbdir);
-    rc = run_cmd(cmd, out, sizeof out);
+    rc = pf_test_run(cmd, out, sizeof out);
     CHECK(t, rc == 0 && !strncmp(out, " 1. ", 4) && strstr(out, "pump.md › Pump › Maintenance") && strstr(out, "\n    "),
           "text output: %s", out);
 }

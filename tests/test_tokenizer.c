@@ -479,16 +479,6 @@ static void test_long(pf_test *t) {
 
 /* ---- command line ------------------------------------------------------------------------ */
 
-/* Runs a shell command; stdout (and stderr when the command redirects it) into out. */
-static int run(const char *cmd, char *out, size_t cap) {
-    FILE *p = popen(cmd, "r");
-    if (!p) return -1;
-    size_t n = fread(out, 1, cap - 1, p);
-    out[n] = 0;
-    int st = pclose(p);
-    return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
-}
-
 static void test_cli(pf_test *t) {
     static const struct { const char *args, *want; int rc; } cases[] = {
         {"'<|user|>\nHello<|end|>\n<|assistant|>\n'", "1 32010 15043 32007 32001\n", 0},
@@ -505,15 +495,15 @@ static void test_cli(pf_test *t) {
         /* newlines inside single quotes reach the program as they are */
         snprintf(cmd, sizeof cmd, "./build/phiforge tokenize -m tests/data/ggml-vocab-phi-3.gguf %s 2>&1",
                  cases[i].args);
-        int rc = run(cmd, out, sizeof out);
+        int rc = pf_test_run(cmd, out, sizeof out);
         CHECK(t, rc == cases[i].rc && !strncmp(out, cases[i].want, strlen(cases[i].want)), "%s -> rc %d '%s'", cmd, rc,
               out);
     }
-    int rc = run("./build/phiforge tokenize -m tests/data/does-not-exist.gguf x 2>&1", out, sizeof out);
+    int rc = pf_test_run("./build/phiforge tokenize -m tests/data/does-not-exist.gguf x 2>&1", out, sizeof out);
     CHECK(t, rc == 1 && strstr(out, "phiforge tokenize:") && strstr(out, "does-not-exist"), "missing model: '%s'", out);
-    rc = run("./build/phiforge tokenize -m tests/data/phi3-tiny-f16.gguf -h", out, sizeof out);
+    rc = pf_test_run("./build/phiforge tokenize -m tests/data/phi3-tiny-f16.gguf -h", out, sizeof out);
     CHECK(t, rc == 0 && strstr(out, "usage: phiforge tokenize"), "-h: rc %d", rc);
-    rc = run("printf 'Hello world\\n\\n this\\n' | ./build/phiforge tokenize -m tests/data/ggml-vocab-llama-spm.gguf "
+    rc = pf_test_run("printf 'Hello world\\n\\n this\\n' | ./build/phiforge tokenize -m tests/data/ggml-vocab-llama-spm.gguf "
              "--no-bos --lines -f -",
              out, sizeof out);
     CHECK(t, rc == 0 && !strcmp(out, "15043 3186\n\n29871 445\n"), "--lines: rc %d '%s'", rc, out);

@@ -680,26 +680,17 @@ static void test_demo(pf_test *T) {
 
 /* ---- the command line: usage, required options, bad data ----------------------------------- */
 
-static int run_cmd(const char *cmd, char *out, size_t cap) {
-    FILE *f = popen(cmd, "r");
-    if (!f) return -1;
-    const size_t n = fread(out, 1, cap - 1, f);
-    out[n] = 0;
-    const int st = pclose(f);
-    return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
-}
-
 static void test_cli_errors(pf_test *T) {
     char out[4096], cmd[512], bad[128];
-    CHECK(T, run_cmd("./build/phiforge finetune -h 2>&1", out, sizeof out) == 0 && strstr(out, "usage: phiforge finetune"),
+    CHECK(T, pf_test_run("./build/phiforge finetune -h 2>&1", out, sizeof out) == 0 && strstr(out, "usage: phiforge finetune"),
           "finetune -h: %s", out);
-    CHECK(T, run_cmd("./build/phiforge bench-train -h 2>&1", out, sizeof out) == 0 && strstr(out, "usage: phiforge bench-train"),
+    CHECK(T, pf_test_run("./build/phiforge bench-train -h 2>&1", out, sizeof out) == 0 && strstr(out, "usage: phiforge bench-train"),
           "bench-train -h");
-    CHECK(T, run_cmd("./build/phiforge finetune --data x.jsonl 2>&1", out, sizeof out) != 0 && strstr(out, "required"),
+    CHECK(T, pf_test_run("./build/phiforge finetune --data x.jsonl 2>&1", out, sizeof out) != 0 && strstr(out, "required"),
           "missing -m: %s", out);
-    CHECK(T, run_cmd("./build/phiforge finetune -m tests/data/phi3-tiny-f16.gguf --data x -o /tmp/x --targets qkv,foo 2>&1",
+    CHECK(T, pf_test_run("./build/phiforge finetune -m tests/data/phi3-tiny-f16.gguf --data x -o /tmp/x --targets qkv,foo 2>&1",
                      out, sizeof out) != 0 && strstr(out, "--targets"), "bad --targets: %s", out);
-    CHECK(T, run_cmd("./build/phiforge finetune -m tests/data/phi3-tiny-f16.gguf --data tests/data/finetune-chat.jsonl "
+    CHECK(T, pf_test_run("./build/phiforge finetune -m tests/data/phi3-tiny-f16.gguf --data tests/data/finetune-chat.jsonl "
                      "-o /tmp/x --full --dropout 0.1 2>&1", out, sizeof out) != 0 && strstr(out, "dropout"),
           "--full with dropout: %s", out);
     snprintf(bad, sizeof bad, "%s/bad.jsonl", g_dir);
@@ -712,7 +703,7 @@ static void test_cli_errors(pf_test *T) {
              g_dir);
     char want[160];
     snprintf(want, sizeof want, "%s:2", bad);
-    CHECK(T, run_cmd(cmd, out, sizeof out) != 0 && strstr(out, want), "malformed line 2 is named: %s", out);
+    CHECK(T, pf_test_run(cmd, out, sizeof out) != 0 && strstr(out, want), "malformed line 2 is named: %s", out);
 }
 
 int main(void) {

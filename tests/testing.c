@@ -1,6 +1,7 @@
 #include "testing.h"
 
 #include <math.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 void *pf_test_read_file(const char *path, size_t *size) {
@@ -85,4 +86,21 @@ void pf_test_compare_logits(pf_test *t, const char *what, const float *got, cons
         worst_rel = r.rel > worst_rel ? r.rel : worst_rel;
     }
     printf("%-52s min corr %.9f, max|diff| %.2e of range, argmax %d/%d\n", what, worst_corr, worst_rel, argmax_ok, n_pos);
+}
+
+int pf_test_run(const char *cmd, char *out, size_t cap) {
+    FILE *p = popen(cmd, "r");
+    if (!p) return -1;
+    size_t n = 0, k;
+    char tmp[4096];
+    while ((k = fread(tmp, 1, sizeof tmp, p)) > 0) {
+        if (out && n + 1 < cap) {
+            size_t m = k < cap - 1 - n ? k : cap - 1 - n;
+            memcpy(out + n, tmp, m);
+            n += m;
+        }
+    }
+    if (out && cap > 0) out[n] = 0;
+    int st = pclose(p);
+    return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
 }

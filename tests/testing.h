@@ -26,6 +26,9 @@ typedef struct pf_test { int passed, failed; } pf_test;
 /* Test data lives in tests/data (copied from ../shared/golden); big files may be read from
  * ../shared/golden when present. Both helpers return a malloc'd buffer and its size. */
 void *pf_test_read_file(const char *path, size_t *size);
+/* Runs a shell command, captures its stdout (cap - 1 bytes at most, NUL-terminated; out may be
+ * NULL), reads the pipe to the end, and returns the exit status (-1 when it did not exit). */
+int pf_test_run(const char *cmd, char *out, size_t cap);
 /* Returns the first existing path of tests/data/NAME, ../shared/golden/SUBDIR/NAME into buf,
  * or NULL when neither exists. */
 const char *pf_test_data_path(char *buf, size_t cap, const char *subdir, const char *name);
