@@ -14,28 +14,6 @@ static char g_tmpdir[64];
 
 /* ---- helpers ------------------------------------------------------------------------------ */
 
-static pf_context *make_ctx(pf_test *t, const pf_model *m, int64_t n_batch, pf_type kv) {
-    pf_context_params p = pf_context_default_params();
-    p.n_ctx = 64, p.n_batch = n_batch, p.kv_type = kv, p.n_threads = 4;
-    pf_error e = {0};
-    pf_context *ctx = NULL;
-    int rc = pf_context_create(m, &p, &ctx, &e);
-    CHECK(t, rc == PF_OK, "context: %s", e.msg);
-    return ctx;
-}
-
-static float *batch_logits(pf_test *t, pf_context *ctx, const int32_t *ids, int n) {
-    float *lg = malloc((size_t)n * N_VOCAB * sizeof *lg);
-    pf_error e = {0};
-    int rc = pf_decode(ctx, ids, n, 0, lg, PF_LOGITS_ALL, &e);
-    CHECK(t, rc == PF_OK, "decode: %s", e.msg);
-    if (rc != PF_OK) {
-        free(lg);
-        return NULL;
-    }
-    return lg;
-}
-
 /* Largest |a - b| relative to b's range over all positions. */
 static double max_rel_diff(const float *a, const float *b, int n) {
     double worst = 0;
@@ -76,8 +54,8 @@ static bool setup(pf_test *t, fixture *f) {
     if (rc != PF_OK) return false;
     CHECK(t, pf_lora_alpha(f->a) == 8.0f, "alpha %g", pf_lora_alpha(f->a));
     CHECK(t, pf_lora_n_adapted(f->a) == 8, "adapted %lld", (long long)pf_lora_n_adapted(f->a));
-    pf_context *ctx = make_ctx(t, f->m, 0, PF_TYPE_F16);
-    if (ctx) f->base = batch_logits(t, ctx, f->ids, f->n);
+    pf_context *ctx = pf_test_make_ctx(t, f->m, 64, 0, PF_TYPE_F16, 4);
+    if (ctx) f->base = pf_test_batch_logits(t, ctx, f->ids, f->n);
     pf_context_free(ctx);
     return f->base != NULL;
 }
@@ -92,12 +70,12 @@ static void teardown(fixture *f) {
 /* Logits with adapters[0..n) at scales attached to a fresh context (NULL on failure). */
 static float *lora_logits(pf_test *t, const fixture *f, pf_lora *const *ad, const float *scales, int n,
                           int64_t n_batch, pf_type kv) {
-    pf_context *ctx = make_ctx(t, f->m, n_batch, kv);
+    pf_context *ctx = pf_test_make_ctx(t, f->m, 64, n_batch, kv, 4);
     if (!ctx) return NULL;
     pf_error e = {0};
     int rc = pf_context_set_lora(ctx, ad, scales, n, &e);
     CHECK(t, rc == PF_OK, "set_lora: %s", e.msg);
-    float *lg = rc == PF_OK ? batch_logits(t, ctx, f->ids, f->n) : NULL;
+    float *lg = rc == PF_OK ? pf_test_batch_logits(t, ctx, f->ids, f->n) : NULL;
     pf_context_free(ctx);
     return lg;
 }
@@ -140,14 +118,14 @@ static void test_scales(pf_test *t, fixture *f) {
     free(sum);
 
     /* attach, detach, re-attach on one context */
-    pf_context *ctx = make_ctx(t, f->m, 0, PF_TYPE_F16);
+    pf_context *ctx = pf_test_make_ctx(t, f->m, 64, 0, PF_TYPE_F16, 4);
     if (!ctx) return;
     pf_error e = {0};
     int rc = pf_context_set_lora(ctx, &f->a, NULL, 1, &e);
     CHECK(t, rc == PF_OK, "attach: %s", e.msg);
     rc = pf_context_set_lora(ctx, NULL, NULL, 0, &e);
     CHECK(t, rc == PF_OK, "detach: %s", e.msg);
-    float *lg = batch_logits(t, ctx, f->ids, f->n);
+    float *lg = pf_test_batch_logits(t, ctx, f->ids, f->n);
     CHECK(t, lg && !memcmp(lg, f->base, (size_t)f->n * N_VOCAB * sizeof(float)), "detached != base logits");
     free(lg);
     rc = pf_context_set_lora(ctx, &f->a, NULL, 1, &e);
@@ -172,7 +150,7 @@ static void test_scales(pf_test *t, fixture *f) {
     /* an adapter loaded for another model instance is refused */
     pf_model *m2 = NULL;
     if (pf_model_load(f->model_path, &m2, &e) == PF_OK) {
-        pf_context *c2 = make_ctx(t, m2, 0, PF_TYPE_F16);
+        pf_context *c2 = pf_test_make_ctx(t, m2, 64, 0, PF_TYPE_F16, 4);
         if (c2) {
             rc = pf_context_set_lora(c2, &f->a, NULL, 1, &e);
             CHECK(t, rc == PF_ERR_ARG && strstr(e.msg, "another model"), "foreign adapter: %d %s", rc, e.msg);

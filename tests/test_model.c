@@ -28,29 +28,6 @@ static pf_model *load(pf_test *t, const char *name) {
     return m;
 }
 
-static pf_context *make_ctx(pf_test *t, const pf_model *m, int64_t n_ctx, int64_t n_batch, pf_type kv, int threads) {
-    pf_context_params p = pf_context_default_params();
-    p.n_ctx = n_ctx, p.n_batch = n_batch, p.kv_type = kv, p.n_threads = threads;
-    pf_error e = {0};
-    pf_context *ctx = NULL;
-    int rc = pf_context_create(m, &p, &ctx, &e);
-    CHECK(t, rc == PF_OK, "context: %s", e.msg);
-    return ctx;
-}
-
-/* Logits of every position of ids, one batch from position 0 (NULL on failure). */
-static float *batch_logits(pf_test *t, pf_context *ctx, const int32_t *ids, int n) {
-    float *lg = malloc((size_t)n * N_VOCAB * sizeof *lg);
-    pf_error e = {0};
-    int rc = pf_decode(ctx, ids, n, 0, lg, PF_LOGITS_ALL, &e);
-    CHECK(t, rc == PF_OK, "decode: %s", e.msg);
-    if (rc != PF_OK) {
-        free(lg);
-        return NULL;
-    }
-    return lg;
-}
-
 /* ---- goldens ------------------------------------------------------------------------------ */
 
 static void golden(pf_test *t, const char *model, const char *ids_name, const char *logits_name, int64_t n_ctx,
@@ -66,10 +43,10 @@ static void golden(pf_test *t, const char *model, const char *ids_name, const ch
     if (m) {
         CHECK(t, pf_model_get_hparams(m)->n_vocab == N_VOCAB, "n_vocab %lld", (long long)pf_model_get_hparams(m)->n_vocab);
         for (int kv = 0; kv < 2; kv++) {
-            pf_context *ctx = make_ctx(t, m, n_ctx, 0, kv ? PF_TYPE_F32 : PF_TYPE_F16, 4);
+            pf_context *ctx = pf_test_make_ctx(t, m, n_ctx, 0, kv ? PF_TYPE_F32 : PF_TYPE_F16, 4);
             if (!ctx) continue;
             CHECK(t, pf_context_long_rope(ctx) == expect_long, "%s: long rope %d", model, pf_context_long_rope(ctx));
-            float *got = batch_logits(t, ctx, ids, n);
+            float *got = pf_test_batch_logits(t, ctx, ids, n);
             char what[128];
             snprintf(what, sizeof what, "%s (KV %s)", model, kv ? "F32" : "F16");
             if (got) pf_test_compare_logits(t, what, got, want, n, N_VOCAB, min_corr, max_rel, argmax);
@@ -98,8 +75,8 @@ static void incremental(pf_test *t, const char *model, pf_type kv, int threads) 
     int n = pf_test_read_ids("chat.ids", ids, 64);
     pf_model *m = n ? load(t, model) : NULL;
     if (!m) return;
-    pf_context *ctx = make_ctx(t, m, 64, 0, kv, threads), *small = make_ctx(t, m, 64, 5, kv, threads);
-    float *ref = ctx ? batch_logits(t, ctx, ids, n) : NULL;
+    pf_context *ctx = pf_test_make_ctx(t, m, 64, 0, kv, threads), *small = pf_test_make_ctx(t, m, 64, 5, kv, threads);
+    float *ref = ctx ? pf_test_batch_logits(t, ctx, ids, n) : NULL;
     float *got = malloc((size_t)n * N_VOCAB * sizeof *got);
     pf_error e = {0};
     char what[160];
@@ -163,7 +140,7 @@ static void test_errors(pf_test *t) {
     rc = pf_context_create(m, &p, &ctx, &e);
     CHECK(t, rc == PF_ERR_ARG && strstr(e.msg, "Q8_0"), "KV Q8_0: %d %s", rc, e.msg);
 
-    ctx = make_ctx(t, m, 8, 0, PF_TYPE_F16, 2);
+    ctx = pf_test_make_ctx(t, m, 8, 0, PF_TYPE_F16, 2);
     if (ctx) {
         const int32_t ids[9] = {1, 2, 3, 4, 5, 6, 7, 8, 9};
         float *lg = malloc(9 * N_VOCAB * sizeof *lg);
@@ -277,7 +254,7 @@ static void test_longrope_policy(pf_test *t) {
     CHECK(t, hp->has_rope_factors && hp->n_ctx_orig == 16 && hp->n_ctx_train == 512 && hp->rope_attn_factor == 1.5f,
           "hparams: factors %d orig %lld train %lld m %g", hp->has_rope_factors, (long long)hp->n_ctx_orig,
           (long long)hp->n_ctx_train, hp->rope_attn_factor);
-    pf_context *c16 = make_ctx(t, m, 16, 0, PF_TYPE_F16, 2), *c17 = make_ctx(t, m, 17, 0, PF_TYPE_F16, 2);
+    pf_context *c16 = pf_test_make_ctx(t, m, 16, 0, PF_TYPE_F16, 2), *c17 = pf_test_make_ctx(t, m, 17, 0, PF_TYPE_F16, 2);
     CHECK(t, c16 && !pf_context_long_rope(c16), "n_ctx 16 should use the short factors");
     CHECK(t, c17 && pf_context_long_rope(c17), "n_ctx 17 should use the long factors");
     pf_context_free(c16);

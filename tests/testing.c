@@ -104,3 +104,28 @@ int pf_test_run(const char *cmd, char *out, size_t cap) {
     int st = pclose(p);
     return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
 }
+
+pf_context *pf_test_make_ctx(pf_test *t, const pf_model *m, int64_t n_ctx, int64_t n_batch, pf_type kv, int threads) {
+    pf_context_params p = pf_context_default_params();
+    p.n_ctx = n_ctx, p.n_batch = n_batch, p.kv_type = kv, p.n_threads = threads;
+    pf_error e = {0};
+    pf_context *ctx = NULL;
+    int rc = pf_context_create(m, &p, &ctx, &e);
+    CHECK(t, rc == PF_OK, "context: %s", e.msg);
+    return ctx;
+}
+
+float *pf_test_batch_logits(pf_test *t, pf_context *ctx, const int32_t *ids, int n) {
+    CHECK(t, ctx != NULL, "decode: no context");
+    if (ctx == NULL) return NULL;
+    const int64_t n_vocab = pf_model_get_hparams(pf_context_model(ctx))->n_vocab;
+    float *lg = malloc((size_t)n * (size_t)n_vocab * sizeof *lg);
+    pf_error e = {0};
+    int rc = lg ? pf_decode(ctx, ids, n, 0, lg, PF_LOGITS_ALL, &e) : PF_ERR_NOMEM;
+    CHECK(t, rc == PF_OK, "decode: %s", e.msg);
+    if (rc != PF_OK) {
+        free(lg);
+        return NULL;
+    }
+    return lg;
+}

@@ -62,4 +62,11 @@ pf_logit_stats pf_test_logit_row(const float *a, const float *b, int n);
 void pf_test_compare_logits(pf_test *t, const char *what, const float *got, const float *want, int n_pos, int n_vocab,
                             double min_corr, double max_rel, bool argmax);
 
+/* A context of n_ctx positions (n_batch 0: default) with a kv-type cache on `threads` threads;
+ * a failure is recorded in t and gives NULL. */
+pf_context *pf_test_make_ctx(pf_test *t, const pf_model *m, int64_t n_ctx, int64_t n_batch, pf_type kv, int threads);
+/* Logits of every position of ids[0..n), one batch from position 0 (malloc'd n × n_vocab;
+ * NULL, recorded in t, on failure). */
+float *pf_test_batch_logits(pf_test *t, pf_context *ctx, const int32_t *ids, int n);
+
 #endif
