@@ -1764,8 +1764,10 @@ typedef struct pf_rag_answer {
 const char *pf_rag_closed_book_instructions(void);
 /* search/gate/extract defaults, retrieve true, until EOG, nothing streamed. */
 pf_rag_answer_params pf_rag_answer_default_params(void);
-/* The generation parameters of an answer (the single place they are set; chat --kb uses it too). */
-pf_gen_params pf_rag_gen_params(int64_t max_tokens, const char *const *stop, int n_stop, pf_text_fn on_text, void *user);
+/* The generation parameters of an answer (the single place they are set; chat --kb uses it too),
+ * with prompt lookup drafting up to n_draft tokens (0: off). */
+pf_gen_params pf_rag_gen_params(int64_t max_tokens, const char *const *stop, int n_stop, int32_t n_draft, pf_text_fn on_text,
+                                void *user);
 /* model may be NULL (extractive). kb and r may be NULL when p->retrieve is false. */
 int pf_rag_answer_question(pf_kb *kb, pf_retriever *r, const pf_rag_model *model, const char *question,
                            const pf_rag_answer_params *p, pf_rag_answer *out, pf_error *err);

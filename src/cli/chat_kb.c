@@ -212,12 +212,7 @@ int rag_cli_chat(gen_cli *g, rag_cli *r) {
     char *line = NULL;
     size_t cap = 0;
     int turns = 0;
-    for (;;) {
-        if (tty) fputs("> ", stdout), fflush(stdout);
-        ssize_t len = getline(&line, &cap, stdin);
-        if (len < 0) break;
-        while (len > 0 && (line[len - 1] == '\n' || line[len - 1] == '\r')) line[--len] = 0;
-        if (len == 0) continue;
+    while (cli_read_message(tty, &line, &cap) >= 0) {
         if (!strcmp(line, "/quit")) break;
         if (!strcmp(line, "/sources")) {
             print_last_sources(&k);

@@ -5,6 +5,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
+#include <sys/types.h>
 
 #include "phiforge.h"
 
@@ -67,6 +68,11 @@ void cli_progress_start(cli_progress *p, const char *label, double total);
 void cli_progress_update(cli_progress *p, double done, const char *item);
 void cli_progress_finish(cli_progress *p);
 double cli_now(void);
+/* argv[0..argc) joined by single spaces (malloc'd; NULL on OOM): a question typed unquoted. */
+char *cli_join_args(int argc, char **argv);
+/* Reads the next non-empty line of stdin into *line (getline's buffer), without its CR/LF,
+ * after a "> " prompt on a TTY. Returns its length, or -1 at end of input. */
+ssize_t cli_read_message(bool tty, char **line, size_t *cap);
 /* After creating a QLoRA trainer: its NF4 base on stderr, and a warning for a quantized GGUF (qlora_note.c). */
 void cli_qlora_note(const char *cmd, const pf_trainer *tr);
 

@@ -228,19 +228,6 @@ static int answer(rag_cli *r, gen_cli *g, const ask_opts *o, rag_turn *t, double
 
 /* ---- command ----------------------------------------------------------------------------------- */
 
-static char *join_args(int argc, char **argv) {
-    size_t n = 1;
-    for (int i = 0; i < argc; i++) n += strlen(argv[i]) + 1;
-    char *s = malloc(n);
-    if (!s) return NULL;
-    s[0] = '\0';
-    for (int i = 0; i < argc; i++) {
-        if (i) strcat(s, " ");
-        strcat(s, argv[i]);
-    }
-    return s;
-}
-
 int cmd_ask(int argc, char **argv) {
     static const struct option opts[] = {GEN_CLI_LONG, RAG_CLI_LONG,
                                          {"json", no_argument, 0, ASK_OPT_JSON},
@@ -281,7 +268,7 @@ int cmd_ask(int argc, char **argv) {
     if (optind >= argc) { usage(stderr); return cli_failf("ask", "a QUESTION is required"); }
     if (!g.model && (g.n_lora || g.system || o.answer))
         return cli_failf("ask", "--lora, --system and --answer need a model (-m)");
-    char *q = join_args(argc - optind, argv + optind);
+    char *q = cli_join_args(argc - optind, argv + optind);
     if (!q) return cli_failf("ask", "out of memory");
     o.question = q;
     double t0 = cli_now();

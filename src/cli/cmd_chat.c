@@ -16,7 +16,8 @@ static void usage(FILE *f) {
                "  Only the new part of each turn's prompt is decoded: the KV cache keeps the rest.\n"
                "  With --kb DIR each turn retrieves passages (for the question and the two before it),\n"
                "  answers from them with [n] citations, or says that the knowledge base does not cover\n"
-               "  the question; /sources lists the last turn's sources.\n");
+               "  the question; /sources lists the last turn's sources. With --kb prompt-lookup\n"
+               "  speculative decoding is on (--draft 8; --draft 0 turns it off).\n");
     gen_cli_usage(f);
     rag_cli_usage(f);
 }
@@ -36,12 +37,7 @@ static int run(gen_cli *g) {
     char *line = NULL;
     size_t cap = 0;
     int turns = 0;
-    for (;;) {
-        if (tty) fputs("> ", stdout), fflush(stdout);
-        ssize_t len = getline(&line, &cap, stdin);
-        if (len < 0) break;
-        while (len > 0 && (line[len - 1] == '\n' || line[len - 1] == '\r')) line[--len] = 0;
-        if (len == 0) continue;
+    while (cli_read_message(tty, &line, &cap) >= 0) {
         if (!strcmp(line, "/quit")) break;
         if (!strcmp(line, "/reset")) {
             pf_chat_reset(chat);
@@ -75,6 +71,7 @@ int cmd_chat(int argc, char **argv) {
     static const struct option opts[] = {GEN_CLI_LONG, RAG_CLI_LONG, {0, 0, 0, 0}};
     gen_cli g;
     gen_cli_init(&g, "chat");
+    g.n_draft = -1; /* not given: chosen below by mode */
     rag_cli kb;
     rag_cli_init(&kb, "chat");
     bool kb_option = false;
@@ -97,6 +94,8 @@ int cmd_chat(int argc, char **argv) {
         return 1;
     }
     if (kb_option && !kb.kb_dir) return cli_failf("chat", "knowledge-base options need --kb DIR");
+    /* answers over sources quote them: prompt lookup is on by default with --kb */
+    if (g.n_draft < 0) g.n_draft = kb.kb_dir ? PF_LOOKUP_DEFAULT_N_DRAFT : 0;
     int rc = kb.kb_dir ? rag_cli_open(&kb, g.threads) : 0;
     if (rc == 0) rc = gen_cli_load(&g);
     if (rc == 0) rc = kb.kb_dir ? rag_cli_chat(&g, &kb) : run(&g);

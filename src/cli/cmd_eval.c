@@ -127,6 +127,7 @@ int eval_run_modes(rag_cli *r, gen_cli *g, const pf_qa_set *qa, int64_t limit, u
         p.instructions = g->system;
         p.max_tokens = g->n_predict;
         p.stop = g->stop, p.n_stop = g->n_stop;
+        p.n_draft = g->n_draft;
         char label[32];
         snprintf(label, sizeof label, "eval %s", eval_mode_name[mi]);
         progress_ctx pc;
@@ -153,6 +154,7 @@ int cmd_eval(int argc, char **argv) {
     gen_cli_init(&g, "eval");
     g.sp.temperature = 0; /* reproducible scores */
     g.n_predict = 64;     /* reference answers are short */
+    g.n_draft = PF_LOOKUP_DEFAULT_N_DRAFT; /* as ask: drafts from the prompt */
     rag_cli r;
     rag_cli_init(&r, "eval");
     const char *qa_path = NULL;

@@ -213,20 +213,6 @@ static void print_text(const char *q, const pf_search_results *res) {
 
 /* ---- command -------------------------------------------------------------------------------- */
 
-
-static char *join_args(int argc, char **argv) {
-    size_t n = 1;
-    for (int i = 0; i < argc; i++) n += strlen(argv[i]) + 1;
-    char *s = malloc(n);
-    if (!s) return NULL;
-    s[0] = '\0';
-    for (int i = 0; i < argc; i++) {
-        if (i) strcat(s, " ");
-        strcat(s, argv[i]);
-    }
-    return s;
-}
-
 int cmd_search(int argc, char **argv) {
     if (argc > 1 && !strcmp(argv[1], "--bench")) return cmd_bench_search(argc - 1, argv + 1);
     static const struct option opts[] = {
@@ -306,7 +292,7 @@ int cmd_search(int argc, char **argv) {
             pf_search_results_free(&res);
         }
     } else if (!rc) {
-        char *q = join_args(argc - optind, argv + optind);
+        char *q = cli_join_args(argc - optind, argv + optind);
         pf_search_results res;
         if (!q) rc = cli_failf("search", "out of memory");
         else if (pf_retriever_search(r, q, &p, &res, &err)) rc = cli_fail("search", &err);

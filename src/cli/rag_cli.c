@@ -113,7 +113,7 @@ void rag_turn_free(rag_turn *t) { pf_rag_retrieval_free(t); }
 /* An answer's generation parameters come from pf_rag_gen_params (src/rag/rag_answer.c), the single
  * place where they are set (ask, eval and chat --kb): prompt-lookup decoding / the prefix cache go there. */
 pf_gen_params rag_cli_gen_params(const gen_cli *g, pf_text_fn on_text, void *user) {
-    return pf_rag_gen_params(g->n_predict, g->stop, g->n_stop, on_text, user);
+    return pf_rag_gen_params(g->n_predict, g->stop, g->n_stop, g->n_draft, on_text, user);
 }
 
 void rag_cli_label(const pf_search_hit *h, char *buf, size_t cap) {

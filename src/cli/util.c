@@ -2,6 +2,7 @@
 #include "cli.h"
 
 #include <stdarg.h>
+#include <stdlib.h>
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
@@ -113,4 +114,27 @@ void cli_progress_finish(cli_progress *p) {
     p->last_draw = 0;
     cli_progress_update(p, p->total, "done");
     fputc('\n', stderr);
+}
+
+char *cli_join_args(int argc, char **argv) {
+    size_t n = 1;
+    for (int i = 0; i < argc; i++) n += strlen(argv[i]) + 1;
+    char *s = malloc(n);
+    if (!s) return NULL;
+    s[0] = '\0';
+    for (int i = 0; i < argc; i++) {
+        if (i) strcat(s, " ");
+        strcat(s, argv[i]);
+    }
+    return s;
+}
+
+ssize_t cli_read_message(bool tty, char **line, size_t *cap) {
+    for (;;) {
+        if (tty) fputs("> ", stdout), fflush(stdout);
+        ssize_t len = getline(line, cap, stdin);
+        if (len < 0) return -1;
+        while (len > 0 && ((*line)[len - 1] == '\n' || (*line)[len - 1] == '\r')) (*line)[--len] = 0;
+        if (len > 0) return len;
+    }
 }

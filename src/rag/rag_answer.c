@@ -30,13 +30,17 @@ pf_rag_answer_params pf_rag_answer_default_params(void) {
     return p;
 }
 
-pf_gen_params pf_rag_gen_params(int64_t max_tokens, const char *const *stop, int n_stop, pf_text_fn on_text, void *user) {
+pf_gen_params pf_rag_gen_params(int64_t max_tokens, const char *const *stop, int n_stop, int32_t n_draft, pf_text_fn on_text,
+                                void *user) {
     pf_gen_params gp = pf_gen_default_params();
     gp.max_tokens = max_tokens;
     gp.stop = stop, gp.n_stop = n_stop;
     gp.on_text = on_text, gp.user = user;
-    /* Answers quote their sources: drafting from the prompt (the passages) is on by default. */
-    pf_gen_params_lookup_defaults(&gp);
+    /* Answers quote their sources: drafts come from the prompt (the passages). */
+    if (n_draft > 0) {
+        pf_gen_params_lookup_defaults(&gp);
+        gp.n_draft = n_draft;
+    }
     return gp;
 }
 
@@ -139,9 +143,7 @@ static int generate_into(const pf_rag_model *m, const int32_t *ids, int64_t n_id
     answer_buf buf = {.s = malloc((size_t)(n_ctx * 8 + 1)), .cap = (size_t)(n_ctx * 8 + 1), .echo = p->on_text, .user = p->user};
     if (!buf.s) return pf_error_set(err, PF_ERR_NOMEM, "out of memory");
     buf.s[0] = '\0';
-    pf_gen_params gp = pf_rag_gen_params(p->max_tokens, p->stop, p->n_stop, answer_append, &buf);
-    if (p->n_draft <= 0) gp.n_draft = 0;
-    else gp.n_draft = p->n_draft;
+    pf_gen_params gp = pf_rag_gen_params(p->max_tokens, p->stop, p->n_stop, p->n_draft, answer_append, &buf);
     /* The KV state of an earlier prompt over the same sources: a miss (no file, another model or
      * adapter set, a damaged file) only means decoding everything, so its error is dropped. */
     int64_t n_restored = 0;
